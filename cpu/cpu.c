@@ -1,0 +1,772 @@
+/* cpu/cpu.c -- the executor: fetch through predecoded pages, execute, raise
+ * and deliver traps.
+ *
+ * Privilege rules follow x86 (Intel SDM vol. 3A ch. 5-6) with Popek &
+ * Goldberg's vocabulary: a configurable instruction at CPL>0 traps, runs
+ * silently without its privileged effect, or leaks the real state, as its
+ * entry in c->behaviour says (cpu/policy.c; Robin & Irvine 2000 for x86).
+ *
+ * The loop is written once and instantiated twice: a fast one (no per-
+ * instruction recording, no breakpoints) and a checked one.  Interrupts, the
+ * timer and stop requests are looked at on block boundaries: after every
+ * control transfer, trap and system-part instruction, so a program observes
+ * the same interrupt points whether it is single-stepped or run.
+ */
+#include "cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/io.h"
+#include "cpu/mmu.h"
+
+enum { LF_NONE, LF_ADD, LF_SUB, LF_LOGIC };
+
+/* ---- flags ---------------------------------------------------------------------------- */
+
+static uint32_t arith_flags(const cpu_t *c) {
+    uint32_t a = c->lf_a, b = c->lf_b, r = c->lf_r, f = 0;
+    switch (c->lf_op) {
+    case LF_NONE: return c->flags & CPU_FL_ARITH;
+    case LF_ADD:
+        if (r < a) f |= CPU_FL_CF;
+        if ((~(a ^ b) & (a ^ r)) >> 31) f |= CPU_FL_OF;
+        break;
+    case LF_SUB:
+        if (a < b) f |= CPU_FL_CF;
+        if (((a ^ b) & (a ^ r)) >> 31) f |= CPU_FL_OF;
+        break;
+    default: break;
+    }
+    if (r == 0) f |= CPU_FL_ZF;
+    if (r >> 31) f |= CPU_FL_SF;
+    return f;
+}
+
+uint32_t cpu_get_flags(const cpu_t *c) {
+    return (c->flags & ~CPU_FL_ARITH & CPU_FL_IF) | arith_flags(c) |
+           (uint32_t)c->cpl << CPU_FL_CPL_SHIFT;
+}
+
+void cpu_set_flags(cpu_t *c, uint32_t v) {
+    c->flags = v & (CPU_FL_ARITH | CPU_FL_IF);
+    c->lf_op = LF_NONE;
+}
+
+/* Condition of a jcc, from the lazy flags. */
+static inline int cond(const cpu_t *c, int op) {
+    if (c->lf_op == LF_SUB) { /* the common cmp/jcc pair, without materializing */
+        uint32_t a = c->lf_a, b = c->lf_b;
+        switch (op) {
+        case OP_JE: return a == b;
+        case OP_JNE: return a != b;
+        case OP_JL: return (int32_t)a < (int32_t)b;
+        case OP_JGE: return (int32_t)a >= (int32_t)b;
+        case OP_JLE: return (int32_t)a <= (int32_t)b;
+        case OP_JG: return (int32_t)a > (int32_t)b;
+        case OP_JB: return a < b;
+        case OP_JAE: return a >= b;
+        }
+    }
+    uint32_t f = arith_flags(c);
+    int zf = !!(f & CPU_FL_ZF), sf = !!(f & CPU_FL_SF), of = !!(f & CPU_FL_OF), cf = !!(f & CPU_FL_CF);
+    switch (op) {
+    case OP_JE: return zf;
+    case OP_JNE: return !zf;
+    case OP_JL: return sf != of;
+    case OP_JGE: return sf == of;
+    case OP_JLE: return zf || sf != of;
+    case OP_JG: return !zf && sf == of;
+    case OP_JB: return cf;
+    case OP_JAE: return !cf;
+    }
+    return 0;
+}
+
+/* ---- machine --------------------------------------------------------------------------- */
+
+cpu_t *cpu_new(uint32_t mem_bytes) {
+    if (mem_bytes == 0 || mem_bytes > 0xfffff000u) return NULL;
+    cpu_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->npages = (mem_bytes + CPU_PAGE - 1) / CPU_PAGE;
+    c->mem_size = c->npages * CPU_PAGE;
+    c->mem = calloc(c->mem_size, 1);
+    c->code = calloc(c->npages, sizeof *c->code);
+    c->code_page = calloc(c->npages, 1);
+    if (!c->mem || !c->code || !c->code_page) {
+        cpu_free(c);
+        return NULL;
+    }
+    c->console_max = 1u << 20;
+    cpu_costs_default(c);
+    cpu_policy_preset(c, "x86");
+    cpu_reset(c);
+    return c;
+}
+
+void cpu_free(cpu_t *c) {
+    if (!c) return;
+    if (c->code)
+        for (uint32_t i = 0; i < c->npages; i++) free(c->code[i]);
+    free(c->code);
+    free(c->code_page);
+    free(c->mem);
+    free(c->console);
+    free(c->breaks);
+    free(c);
+}
+
+void cpu_reset(cpu_t *c) {
+    memset(c->r, 0, sizeof c->r);
+    memset(c->cr, 0, sizeof c->cr);
+    c->pc = 0;
+    c->flags = 0;
+    c->lf_op = LF_NONE;
+    c->cpl = 0;
+    c->vmx_on = c->nonroot = c->halted = c->dead = 0;
+    c->timer_period = 0;
+    c->timer_deadline = 0;
+    c->irq_pending = 0;
+    c->console_len = 0;
+    c->stop_req = 0;
+    cpu_tlb_flush(c);
+}
+
+const char *cpu_exit_name(int r) {
+    static const char *const n[CPU_EXIT_COUNT] = {
+        "none", "budget", "halt", "breakpoint", "trap", "event", "shutdown", "vmx", "stop"};
+    return r >= 0 && r < CPU_EXIT_COUNT ? n[r] : "?";
+}
+
+uint32_t cpu_get_cr(const cpu_t *c, int n) {
+    if (n == CR_STATUS) return (c->cr[CR_STATUS] & ~CPU_ST_CPL) | c->cpl;
+    return n >= 0 && n < CPU_NCR ? c->cr[n] : 0;
+}
+
+void cpu_set_cr(cpu_t *c, int n, uint32_t v) {
+    switch (n) {
+    case CR_STATUS:
+        if ((c->cr[CR_STATUS] ^ v) & CPU_ST_PG) cpu_tlb_flush(c);
+        c->cr[CR_STATUS] = v & CPU_ST_WRITABLE;
+        break;
+    case CR_PTBR:
+        c->cr[CR_PTBR] = v & PTE_FRAME;
+        cpu_tlb_flush(c);
+        break;
+    case CR_VBR:
+    case CR_FADDR:
+    case CR_KSP: c->cr[n] = v; break;
+    default: break;
+    }
+}
+
+void cpu_set_cpl(cpu_t *c, int cpl) { c->cpl = (uint8_t)(cpl & 3); }
+
+void cpu_intercept(cpu_t *c, int v, int on) {
+    if (v < 0 || v >= CPU_NVEC) return;
+    if (on)
+        c->intercept[v >> 5] |= 1u << (v & 31);
+    else
+        c->intercept[v >> 5] &= ~(1u << (v & 31));
+}
+
+void cpu_request_stop(cpu_t *c) { c->stop_req = 1; }
+
+void cpu_raise_irq(cpu_t *c, int line) {
+    if (line >= 0 && line < 32) c->irq_pending |= 1u << line;
+}
+
+int cpu_break_add(cpu_t *c, uint32_t va) {
+    for (int i = 0; i < c->nbreaks; i++)
+        if (c->breaks[i] == va) return 0;
+    if (c->nbreaks == c->breaks_cap) {
+        int cap = c->breaks_cap ? c->breaks_cap * 2 : 8;
+        uint32_t *p = realloc(c->breaks, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        c->breaks = p;
+        c->breaks_cap = cap;
+    }
+    c->breaks[c->nbreaks++] = va;
+    return 0;
+}
+
+int cpu_break_del(cpu_t *c, uint32_t va) {
+    for (int i = 0; i < c->nbreaks; i++)
+        if (c->breaks[i] == va) {
+            c->breaks[i] = c->breaks[--c->nbreaks];
+            return 0;
+        }
+    return -1;
+}
+
+static int is_break(const cpu_t *c, uint32_t pc) {
+    for (int i = 0; i < c->nbreaks; i++)
+        if (c->breaks[i] == pc) return 1;
+    return 0;
+}
+
+void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y) {
+    if (c->trace) {
+        cpu_event e = {.kind = (uint8_t)kind,
+                       .mode = cpu_mode_byte(c),
+                       .a = (uint8_t)a,
+                       .b = (uint8_t)b,
+                       .pc = pc,
+                       .x = x,
+                       .y = y};
+        cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+    }
+    if (kind < 64 && ((c->stop_on >> kind) & 1)) c->stop_req = 2;
+}
+
+/* ---- traps ----------------------------------------------------------------------------- */
+
+/* Push the five-word trap frame and enter the handler.  Returns 0, or -1 if
+ * the delivery itself failed (no handler, frame not writable). */
+static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
+    uint32_t slot = c->cr[CR_VBR] + 4u * (uint32_t)vec, h = 0;
+    if (cpu_phys_read(c, slot, &h, 4) || h == 0) {
+        *handler = 0;
+        return -1;
+    }
+    *handler = h;
+    uint32_t old_sp = c->r[CPU_REG_SP], old_cpl = c->cpl, old_flags = cpu_get_flags(c);
+    uint32_t sp = c->cpl > 0 ? c->cr[CR_KSP] : old_sp;
+    uint32_t frame[5] = {err, c->pc, old_flags, old_cpl, old_sp};
+    uint8_t saved = c->cpl;
+    c->cpl = 0; /* the frame is written with supervisor rights */
+    sp -= sizeof frame;
+    if (mmu_access_slow(c, sp, frame, sizeof frame, ACC_WRITE)) {
+        c->cpl = saved;
+        return -1;
+    }
+    c->r[CPU_REG_SP] = sp;
+    c->flags = (c->flags & ~CPU_FL_IF) | (old_flags & CPU_FL_ARITH);
+    c->lf_op = LF_NONE;
+    c->flags &= ~CPU_FL_IF;
+    c->pc = h;
+    c->halted = 0;
+    return 0;
+}
+
+static int pf_bits(uint32_t err) { return (int)((err & 7) | ((err & PF_FETCH) ? 8 : 0)); }
+
+/* Deliver vec through the vector table; escalate to #DF, then shut down. */
+static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux) {
+    c->cycles += c->cost_trap;
+    uint32_t from_pc = c->pc, handler;
+    uint8_t mode = cpu_mode_byte(c);
+    if (vec == VEC_PF) c->cr[CR_FADDR] = aux;
+    int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
+    if (enter_handler(c, vec, err, &handler) == 0) {
+        if (c->trace) {
+            cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
+                           .pc = from_pc, .x = handler, .y = aux};
+            cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+        }
+        if ((c->stop_on >> EV_TRAP) & 1) c->stop_req = 2;
+        return 0;
+    }
+    if (c->trace) {
+        cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
+                       .pc = from_pc, .x = 0, .y = aux};
+        cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+    }
+    if (vec != VEC_DF) return deliver(c, VEC_DF, CAUSE_DF, 0, (uint32_t)vec);
+    c->dead = 1;
+    cpu_emit(c, EV_SHUTDOWN, vec, 0, from_pc, aux, 0);
+    return -1;
+}
+
+void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
+    deliver(c, vector & 0xff, cause, err, aux);
+}
+
+/* A trap raised by the running program: intercepted, or delivered.
+ * c->pc must hold the return address.  Returns an exit reason or 0. */
+static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t insn_pc,
+                      const uint32_t w[2], const cpu_insn *in) {
+    if (cpu_intercepted(c, vec)) {
+        cpu_exit *x = &c->exit;
+        x->reason = CPU_EXIT_TRAP;
+        x->vector = vec;
+        x->cause = cause;
+        x->err = err;
+        x->addr = aux;
+        x->pc = insn_pc;
+        x->next_pc = insn_pc + (in ? in->size : 0);
+        x->word[0] = w ? w[0] : 0;
+        x->word[1] = w ? w[1] : 0;
+        if (in) x->insn = *in;
+        if (vec == VEC_PF) c->cr[CR_FADDR] = aux;
+        int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
+        cpu_emit(c, EV_INTERCEPT, vec, bcode, insn_pc, c->pc, aux);
+        return CPU_EXIT_TRAP;
+    }
+    if (deliver(c, vec, cause, err, aux) < 0) return CPU_EXIT_SHUTDOWN;
+    return 0;
+}
+
+/* ---- the loop -------------------------------------------------------------------------- */
+
+/* Timer, interrupts and stop requests; returns an exit reason, -1 when an
+ * interrupt was delivered (CPL and pc changed), or 0. */
+static int check_events(cpu_t *c) {
+    if (c->timer_period && c->cycles >= c->timer_deadline) {
+        c->irq_pending |= 1;
+        uint64_t late = c->cycles - c->timer_deadline;
+        c->timer_deadline += c->timer_period * (late / c->timer_period + 1);
+    }
+    if (c->irq_pending && (c->flags & CPU_FL_IF)) {
+        int line = __builtin_ctz(c->irq_pending);
+        c->irq_pending &= ~(1u << line);
+        int r = raise_trap(c, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line, c->pc, NULL, NULL);
+        return r ? r : -1;
+    }
+    if (c->stop_req) {
+        int r = c->stop_req == 2 ? CPU_EXIT_EVENT : CPU_EXIT_STOP;
+        c->stop_req = 0;
+        return r;
+    }
+    return 0;
+}
+
+/* hlt: idle until the timer fires, or stop for good. */
+static int do_halt(cpu_t *c, uint32_t pc) {
+    if (c->irq_pending && (c->flags & CPU_FL_IF)) return 0;
+    if ((c->flags & CPU_FL_IF) && c->timer_period) {
+        uint64_t idle = c->timer_deadline > c->cycles ? c->timer_deadline - c->cycles : 0;
+        cpu_emit(c, EV_HALT, 0, 0, pc, (uint32_t)idle, (uint32_t)(idle >> 32));
+        c->cycles += idle;
+        return 0;
+    }
+    c->halted = 1;
+    cpu_emit(c, EV_HALT, 0, 0, pc, 0, 0);
+    c->exit.reason = CPU_EXIT_HALT;
+    c->exit.pc = pc;
+    return CPU_EXIT_HALT;
+}
+
+static int iret(cpu_t *c, int behaviour) {
+    uint32_t f[5];
+    if (mmu_access_slow(c, c->r[CPU_REG_SP], f, sizeof f, ACC_READ)) return -1;
+    uint32_t new_cpl = f[3] & 3, from = c->pc;
+    if (behaviour == SILENT) { /* cannot raise privilege or touch IF */
+        if (new_cpl < c->cpl) new_cpl = c->cpl;
+        f[2] = (f[2] & ~CPU_FL_IF) | (c->flags & CPU_FL_IF);
+    }
+    c->pc = f[1];
+    cpu_set_flags(c, f[2]);
+    c->cpl = (uint8_t)new_cpl;
+    c->r[CPU_REG_SP] = f[4];
+    cpu_emit(c, EV_IRET, (int)new_cpl, 0, from, c->pc, 0);
+    return 0;
+}
+
+static uint32_t cpuid(const cpu_t *c, uint32_t leaf) {
+    switch (leaf) {
+    case 0: return 0x42414c56u;          /* "VLAB" */
+    case 1: return 1u | 2u | (1u << 5); /* paging, tsc, vmx */
+    case 2: return c->mem_size / 1024;
+    default: return 0;
+    }
+}
+
+#define ENDS_BLOCK(op) (cpu_isa[op].part == SYSTEM)
+
+static inline __attribute__((always_inline)) int run_loop(cpu_t *c, uint64_t max, const int checked) {
+    uint32_t *R = c->r;
+    const uint64_t end = c->steps + max;
+    uint32_t page_va = 1; /* never a page base: forces a fetch */
+    cpu_insn *page = NULL;
+    uint8_t *page_host = NULL;
+    uint32_t page_ppn = 0;
+    uint32_t need_r, need_w;
+    int skip_break = 1; /* a run that starts on a breakpoint executes it */
+    int rc = 0, fv = 0;
+    uint32_t tlb_gen = c->tlb_gen;
+    uint32_t w[2];
+
+    if (c->dead) return CPU_EXIT_SHUTDOWN;
+
+reload:
+    need_r = mmu_need(c, 0);
+    need_w = mmu_need(c, 1);
+    page_va = 1;
+block:
+    if (unlikely(c->tlb_gen != tlb_gen)) {
+        tlb_gen = c->tlb_gen;
+        page_va = 1;
+    }
+    if (c->timer_period | c->irq_pending | (uint32_t)c->stop_req | c->halted) {
+        rc = check_events(c);
+        if (rc < 0) goto reload; /* an interrupt was delivered */
+        if (rc) goto out;
+        if (c->halted) {
+            c->exit.pc = c->pc;
+            rc = CPU_EXIT_HALT;
+            goto out;
+        }
+    }
+
+    for (;;) {
+        uint32_t pc = c->pc;
+        cpu_insn in;
+        if (c->steps >= end) {
+            rc = CPU_EXIT_BUDGET;
+            goto out;
+        }
+        if (likely((pc & ~0xfffu) == page_va)) {
+        fetched:
+            in = page[(pc & 0xfff) >> 2];
+            if (unlikely(in.op >= OP_INVALID)) {
+                if (in.op == OP_UNDECODED) in = mmu_decode_slot(c, page_ppn, (pc & 0xfff) >> 2);
+                if (in.op == OP_XPAGE) {
+                    uint32_t ww[2];
+                    if ((fv = mmu_access_slow(c, pc, ww, 8, ACC_FETCH))) goto fetch_fault;
+                    in = cpu_decode(ww[0], ww[1]);
+                }
+            }
+        } else if (!(pc & 3)) {
+            cpu_tlb_entry *e = &c->tlb[(pc >> 12) & (CPU_TLB_SIZE - 1)];
+            if (!(e->vpn == (pc >> 12) + 1 && (e->perm & need_r))) {
+                e = mmu_fill(c, pc, ACC_FETCH, &fv);
+                if (!e) goto fetch_fault;
+                tlb_gen = c->tlb_gen;
+            }
+            page = c->code[e->ppn];
+            if (unlikely(!page || !c->code_page[e->ppn])) page = mmu_code_page(c, e->ppn);
+            if (!page) abort(); /* host out of memory */
+            page_va = pc & ~0xfffu;
+            page_ppn = e->ppn;
+            page_host = e->host;
+            goto fetched;
+        } else { /* unaligned pc: fetch and decode each time */
+            uint32_t ww[2] = {0, 0};
+            if ((fv = mmu_access_slow(c, pc, ww, 4, ACC_FETCH))) goto fetch_fault;
+            in = cpu_decode(ww[0], 0);
+            if (in.size == 8) {
+                if ((fv = mmu_access_slow(c, pc + 4, &ww[1], 4, ACC_FETCH))) goto fetch_fault;
+                in = cpu_decode(ww[0], ww[1]);
+            }
+        }
+
+        if (checked) {
+            if (c->nbreaks && !skip_break && is_break(c, pc)) {
+                cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);
+                c->exit.reason = CPU_EXIT_BREAK;
+                c->exit.pc = pc;
+                rc = CPU_EXIT_BREAK;
+                goto out;
+            }
+            skip_break = 0;
+            if (c->trace && c->trace->insns) {
+                uint32_t enc[2] = {0, 0};
+                cpu_encode(&in, enc);
+                uint32_t cost = in.op < OP_COUNT ? c->cost[in.op] : 1;
+                cpu_event e = {.kind = EV_INSN, .mode = cpu_mode_byte(c),
+                               .b = (uint8_t)(cost > 255 ? 255 : cost), .pc = pc, .x = enc[0], .y = enc[1]};
+                cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+            }
+        }
+        (void)page_host;
+
+        c->steps++;
+        uint32_t npc = pc + in.size;
+        uint32_t ra = in.ra, rb = in.rb;
+        int32_t imm = in.imm;
+        if (unlikely(in.op >= OP_COUNT)) {
+            c->cycles += 1;
+            w[0] = (uint32_t)imm;
+            w[1] = 0;
+            rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, (uint32_t)imm, pc, w, &in);
+            if (rc) goto out;
+            goto reload;
+        }
+        c->cycles += c->cost[in.op];
+
+        /* sensitive instruction at CPL>0: the policy decides */
+        int beh = TRAP;
+        if (unlikely(cpu_isa[in.op].part == SYSTEM)) {
+            if (in.op >= OP_VMXON && in.op <= OP_VMCALL) {
+                if (c->nonroot) { /* a VM exit: the VMM decides (VT-x, SDM 25.1.3) */
+                    c->exit.reason = CPU_EXIT_VMX;
+                    goto vmx_exit;
+                }
+                if ((!c->vmx_on && in.op != OP_VMXON) || in.op == OP_VMCALL) {
+                    c->pc = pc;
+                    cpu_encode(&in, w);
+                    rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, w[0], pc, w, &in);
+                    if (rc) goto out;
+                    goto reload;
+                }
+            }
+            if (c->cpl > 0 && cpu_op_configurable(in.op)) {
+                beh = c->behaviour[in.op];
+                if (in.op == OP_RDTSC && (c->cr[CR_STATUS] & CPU_ST_TSD)) beh = TRAP;
+                if (beh == TRAP) {
+                    c->pc = pc;
+                    cpu_encode(&in, w);
+                    rc = raise_trap(c, VEC_GP, CAUSE_PRIV, 0, w[0], pc, w, &in);
+                    if (rc) goto out;
+                    goto reload;
+                }
+                cpu_encode(&in, w);
+                cpu_emit(c, EV_SENSITIVE, beh, in.op, pc, w[0], 0);
+            }
+        }
+
+        switch (in.op) {
+        case OP_NOP: break;
+        case OP_MOV: R[ra] = R[rb]; break;
+        case OP_LI: R[ra] = (uint32_t)imm; break;
+#define ARITH(kind, expr, B)                                                                      \
+    {                                                                                              \
+        uint32_t a_ = R[ra], b_ = (B);                                                             \
+        uint32_t r_ = expr;                                                                        \
+        c->lf_op = kind;                                                                           \
+        c->lf_a = a_;                                                                              \
+        c->lf_b = b_;                                                                              \
+        c->lf_r = r_;                                                                              \
+        R[ra] = r_;                                                                                \
+    }                                                                                              \
+    break;
+        case OP_ADD: ARITH(LF_ADD, a_ + b_, R[rb])
+        case OP_ADDI: ARITH(LF_ADD, a_ + b_, (uint32_t)imm)
+        case OP_SUB: ARITH(LF_SUB, a_ - b_, R[rb])
+        case OP_AND: ARITH(LF_LOGIC, a_ & b_, R[rb])
+        case OP_ANDI: ARITH(LF_LOGIC, a_ & b_, (uint32_t)imm)
+        case OP_OR: ARITH(LF_LOGIC, a_ | b_, R[rb])
+        case OP_ORI: ARITH(LF_LOGIC, a_ | b_, (uint32_t)imm)
+        case OP_XOR: ARITH(LF_LOGIC, a_ ^ b_, R[rb])
+        case OP_SHL: ARITH(LF_LOGIC, a_ << (b_ & 31), R[rb])
+        case OP_SHLI: ARITH(LF_LOGIC, a_ << (b_ & 31), (uint32_t)imm)
+        case OP_SHR: ARITH(LF_LOGIC, a_ >> (b_ & 31), R[rb])
+        case OP_SHRI: ARITH(LF_LOGIC, a_ >> (b_ & 31), (uint32_t)imm)
+        case OP_SAR: ARITH(LF_LOGIC, (uint32_t)((int32_t)a_ >> (b_ & 31)), R[rb])
+        case OP_MUL: ARITH(LF_LOGIC, a_ * b_, R[rb])
+#undef ARITH
+        case OP_CMP:
+            c->lf_op = LF_SUB;
+            c->lf_a = R[ra];
+            c->lf_b = R[rb];
+            c->lf_r = R[ra] - R[rb];
+            break;
+        case OP_CMPI:
+            c->lf_op = LF_SUB;
+            c->lf_a = R[ra];
+            c->lf_b = (uint32_t)imm;
+            c->lf_r = R[ra] - (uint32_t)imm;
+            break;
+        case OP_DIV:
+        case OP_REM:
+            if (R[rb] == 0) {
+                c->pc = pc;
+                cpu_encode(&in, w);
+                rc = raise_trap(c, VEC_DE, CAUSE_DE, 0, w[0], pc, w, &in);
+                if (rc) goto out;
+                goto reload;
+            }
+            R[ra] = in.op == OP_DIV ? R[ra] / R[rb] : R[ra] % R[rb];
+            break;
+        case OP_LD: {
+            uint32_t v;
+            if (unlikely(fv = mmu_load32(c, R[rb] + (uint32_t)imm, need_r, &v))) goto mem_fault;
+            R[ra] = v;
+            break;
+        }
+        case OP_LDB: {
+            uint32_t v;
+            if (unlikely(fv = mmu_load8(c, R[rb] + (uint32_t)imm, need_r, &v))) goto mem_fault;
+            R[ra] = v;
+            break;
+        }
+        case OP_ST:
+            if (unlikely(fv = mmu_store32(c, R[ra] + (uint32_t)imm, need_w, R[rb]))) goto mem_fault;
+            break;
+        case OP_STB:
+            if (unlikely(fv = mmu_store8(c, R[ra] + (uint32_t)imm, need_w, R[rb]))) goto mem_fault;
+            break;
+        case OP_PUSH: {
+            uint32_t sp = R[CPU_REG_SP] - 4;
+            if (unlikely(fv = mmu_store32(c, sp, need_w, R[ra]))) goto mem_fault;
+            R[CPU_REG_SP] = sp;
+            break;
+        }
+        case OP_POP: {
+            uint32_t v;
+            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
+            R[CPU_REG_SP] += 4;
+            R[ra] = v;
+            break;
+        }
+        case OP_JMP: c->pc = (uint32_t)imm; goto block;
+        case OP_JMPR: c->pc = R[ra]; goto block;
+        case OP_CALL:
+        case OP_CALLR: {
+            uint32_t sp = R[CPU_REG_SP] - 4, target = in.op == OP_CALL ? (uint32_t)imm : R[ra];
+            if (unlikely(fv = mmu_store32(c, sp, need_w, npc))) goto mem_fault;
+            R[CPU_REG_SP] = sp;
+            c->pc = target;
+            goto block;
+        }
+        case OP_RET: {
+            uint32_t v;
+            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
+            R[CPU_REG_SP] += 4;
+            c->pc = v;
+            goto block;
+        }
+        case OP_JE:
+        case OP_JNE:
+        case OP_JL:
+        case OP_JGE:
+        case OP_JLE:
+        case OP_JG:
+        case OP_JB:
+        case OP_JAE:
+            c->pc = cond(c, in.op) ? npc + (uint32_t)imm : npc;
+            goto block;
+        case OP_INT:
+        case OP_SYSCALL:
+        case OP_BRK: {
+            int vec = in.op == OP_SYSCALL ? VEC_SYSCALL : in.op == OP_BRK ? VEC_BP : (imm & 0xff);
+            cpu_encode(&in, w);
+            if (c->cpl > 0 && vec != VEC_BP && vec < 0x80) {
+                c->pc = pc;
+                rc = raise_trap(c, VEC_GP, CAUSE_INT_DENIED, (uint32_t)vec, w[0], pc, w, &in);
+            } else {
+                c->pc = npc;
+                rc = raise_trap(c, vec, CAUSE_SOFT, 0, w[0], pc, w, &in);
+            }
+            if (rc) goto out;
+            goto reload;
+        }
+        /* ---- system part ---- */
+        case OP_CLI:
+            if (beh != SILENT) c->flags &= ~CPU_FL_IF;
+            break;
+        case OP_STI:
+            if (beh != SILENT) c->flags |= CPU_FL_IF;
+            break;
+        case OP_PUSHF: {
+            uint32_t sp = R[CPU_REG_SP] - 4;
+            if (unlikely(fv = mmu_store32(c, sp, need_w, cpu_get_flags(c)))) goto mem_fault;
+            R[CPU_REG_SP] = sp;
+            break;
+        }
+        case OP_POPF: {
+            uint32_t v;
+            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
+            R[CPU_REG_SP] += 4;
+            if (beh == SILENT) v = (v & ~CPU_FL_IF) | (c->flags & CPU_FL_IF);
+            cpu_set_flags(c, v);
+            break;
+        }
+        case OP_HLT:
+            c->pc = npc;
+            if (beh == SILENT) break;
+            if ((rc = do_halt(c, pc))) goto out;
+            goto block;
+        case OP_IRET:
+            c->pc = pc;
+            if ((fv = iret(c, beh))) goto mem_fault;
+            goto reload;
+        case OP_IN: {
+            uint32_t v = 0xffffffffu;
+            if (beh != SILENT) io_port(c, 0, (uint16_t)imm, &v, pc);
+            R[ra] = v;
+            break;
+        }
+        case OP_OUT:
+            if (beh != SILENT) {
+                uint32_t v = R[rb];
+                io_port(c, 1, (uint16_t)imm, &v, pc);
+            }
+            break;
+        case OP_WRCR:
+            if (beh != SILENT) cpu_set_cr(c, ra, R[rb]);
+            c->pc = npc;
+            goto reload;
+        case OP_RDCR: R[ra] = cpu_get_cr(c, rb); break;
+        case OP_INVLPG:
+            if (beh != SILENT) mmu_invlpg(c, R[ra]);
+            c->pc = npc;
+            goto reload;
+        case OP_SIDT: R[ra] = c->cr[CR_VBR]; break;
+        case OP_SMSW: R[ra] = cpu_get_cr(c, CR_STATUS); break;
+        case OP_RDTSC: {
+            uint64_t t = c->cycles + (uint64_t)c->tsc_offset;
+            R[ra] = (uint32_t)t;
+            R[rb] = (uint32_t)(t >> 32);
+            break;
+        }
+        case OP_CPUID: R[ra] = cpuid(c, R[rb]); break;
+        case OP_VMXON:
+            if (beh == SILENT) break;
+            if (c->vmx_on) { /* VMfail: already in VMX operation */
+                c->flags |= CPU_FL_CF;
+                break;
+            }
+            c->vmx_on = 1;
+            break;
+        case OP_VMXOFF:
+            if (beh != SILENT) c->vmx_on = 0;
+            break;
+        case OP_VMLAUNCH:
+        case OP_VMRESUME:
+        case OP_VMREAD:
+        case OP_VMWRITE:
+            if (beh == SILENT) break;
+            c->exit.reason = CPU_EXIT_VMX;
+            goto vmx_exit;
+        default: /* OP_VMCALL outside non-root was handled above */ break;
+        }
+        c->pc = npc;
+        if (ENDS_BLOCK(in.op)) goto block;
+        continue;
+
+    mem_fault:
+        c->pc = pc;
+        cpu_encode(&in, w);
+        rc = raise_trap(c, fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
+                        c->fault_addr, pc, w, &in);
+        if (rc) goto out;
+        goto reload;
+    vmx_exit:
+        c->pc = pc;
+        cpu_encode(&in, w);
+        c->exit.vector = 0;
+        c->exit.cause = 0;
+        c->exit.pc = pc;
+        c->exit.next_pc = npc;
+        c->exit.word[0] = w[0];
+        c->exit.word[1] = w[1];
+        c->exit.insn = in;
+        rc = CPU_EXIT_VMX;
+        goto out;
+    }
+
+fetch_fault:
+    c->steps++; /* the attempt counts, so a fault loop still ends on the budget */
+    rc = raise_trap(c, fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
+                    c->fault_addr, c->pc, NULL, NULL);
+    if (rc) goto out;
+    goto reload;
+
+out:
+    if (rc == CPU_EXIT_BUDGET || rc == CPU_EXIT_EVENT || rc == CPU_EXIT_STOP || rc == CPU_EXIT_SHUTDOWN)
+        c->exit.pc = c->pc;
+    c->exit.reason = rc;
+    return rc;
+}
+
+static int run_fast(cpu_t *c, uint64_t max) { return run_loop(c, max, 0); }
+static int run_checked(cpu_t *c, uint64_t max) { return run_loop(c, max, 1); }
+
+int cpu_run(cpu_t *c, uint64_t max_steps) {
+    if (max_steps == 0) return CPU_EXIT_BUDGET;
+    if (c->nbreaks || (c->trace && c->trace->insns)) return run_checked(c, max_steps);
+    return run_fast(c, max_steps);
+}

@@ -1,0 +1,213 @@
+/* cpu/cpu.h -- the simulated processor: registers, rings, traps, paging,
+ * timer, console, and the configurable privileged-instruction set.
+ *
+ * The machine is deterministic: nothing here reads host time or host
+ * randomness; the cycle counter (and rdtsc) advance from the cost table.
+ *
+ * A run returns an exit reason (cpu_exit): guest misbehaviour is data, never
+ * a host crash.  Traps are delivered through the vector table at CR_VBR unless
+ * the host intercepts their vector (cpu_intercept), in which case cpu_run
+ * returns CPU_EXIT_TRAP and the host decides: deliver it (cpu_deliver),
+ * emulate and skip the instruction, or anything else.
+ *
+ * Trap frame (x86-like; see docs/isa.md).  On a trap the CPU switches to the
+ * stack in CR_KSP when coming from CPL>0, then pushes five words:
+ *     [sp+16] old sp   [sp+12] old CPL   [sp+8] old FLAGS
+ *     [sp+4]  return pc   [sp+0] error code
+ * clears IF, enters CPL 0 and jumps to mem32[VBR + 4*vector].  iret pops all
+ * five and restores sp, CPL, FLAGS (IF included) and pc.
+ */
+#ifndef VLAB_CPU_CPU_H
+#define VLAB_CPU_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/event.h"
+#include "cpu/isa.h"
+
+/* Vectors (x86 numbering where x86 has one). */
+enum {
+    VEC_DE = 0,  /* divide error */
+    VEC_BP = 3,  /* breakpoint (brk, int 3) */
+    VEC_UD = 6,  /* invalid opcode */
+    VEC_DF = 8,  /* double fault */
+    VEC_GP = 13, /* general protection */
+    VEC_PF = 14, /* page fault */
+    VEC_MC = 18, /* machine check: bus error */
+    VEC_IRQ0 = 32, /* external interrupt line n arrives on vector 32+n; line 0 = timer */
+    VEC_SYSCALL = 0x80,
+    CPU_NVEC = 256
+};
+
+/* Page-fault error code bits (x86 layout). */
+#define PF_PRESENT 0x1 /* 1: protection violation, 0: page not present */
+#define PF_WRITE 0x2
+#define PF_USER 0x4
+#define PF_FETCH 0x10
+
+/* Page table entry bits (two-level, 10/10/12, x86 32-bit layout). */
+#define PTE_P 0x1
+#define PTE_W 0x2
+#define PTE_U 0x4
+#define PTE_A 0x20
+#define PTE_D 0x40
+#define PTE_FRAME 0xfffff000u
+
+/* Built-in ports. */
+#define PORT_CONSOLE 0x3f8 /* out: write a byte to the console; in: 0 */
+#define PORT_TIMER 0x40    /* out: timer period in cycles (0 = off); in: cycles to next tick */
+
+#define CPU_PAGE 4096u
+#define CPU_TLB_SIZE 64
+
+enum cpu_exit_reason {
+    CPU_EXIT_NONE = 0,
+    CPU_EXIT_BUDGET,   /* the step budget of this call ran out */
+    CPU_EXIT_HALT,     /* hlt with nothing that can wake the CPU */
+    CPU_EXIT_BREAK,    /* pc reached a breakpoint (the instruction has not run) */
+    CPU_EXIT_TRAP,     /* an intercepted trap: see exit.vector; not delivered */
+    CPU_EXIT_EVENT,    /* an event kind in stop_on was recorded */
+    CPU_EXIT_SHUTDOWN, /* triple fault: the machine is dead until reset */
+    CPU_EXIT_VMX,      /* a VMX instruction needs the VMM (exit.insn) */
+    CPU_EXIT_STOP,     /* the host asked the run to stop (cpu_request_stop) */
+    CPU_EXIT_COUNT
+};
+
+typedef struct cpu_exit {
+    int reason;        /* cpu_exit_reason */
+    int vector;        /* TRAP: vector; EVENT: event kind */
+    int cause;         /* TRAP: cpu_cause */
+    uint32_t err;      /* TRAP: error code pushed with it */
+    uint32_t addr;     /* TRAP: fault address (page fault), bus address */
+    uint32_t pc;       /* address of the instruction concerned */
+    uint32_t next_pc;  /* address after it (to skip it) */
+    uint32_t word[2];  /* its raw words */
+    cpu_insn insn;     /* and decoded */
+} cpu_exit;
+
+typedef struct cpu cpu_t;
+
+/* Port I/O beyond the built-in ports: return 1 if handled. */
+typedef int (*cpu_port_fn)(void *ud, cpu_t *c, int is_out, uint16_t port, uint32_t *value);
+
+typedef struct cpu_tlb_entry {
+    uint32_t vpn;   /* virtual page number + 1 (0 = empty) */
+    uint32_t perm;  /* TLB_* bits allowed through this entry */
+    uint32_t ppn;   /* physical page number */
+    uint32_t pad;
+    uint8_t *host;  /* host address of the physical page */
+} cpu_tlb_entry;
+
+struct cpu {
+    /* architectural state */
+    uint32_t r[16];
+    uint32_t pc;
+    uint32_t flags; /* IF and, when lf_op is LF_NONE, CF ZF SF OF (use cpu_get_flags) */
+    uint8_t lf_op;  /* lazy condition codes: how the last arithmetic set them */
+    uint32_t lf_a, lf_b, lf_r;
+    uint32_t cr[CPU_NCR];
+    uint8_t cpl;
+    uint8_t vmx_on;   /* VMX operation (vmxon executed) */
+    uint8_t nonroot;  /* VMX non-root mode: set by the VMM layer */
+    uint8_t halted;   /* waiting in hlt */
+    uint8_t dead;     /* shut down by a triple fault */
+    uint64_t cycles;
+    uint64_t steps;   /* instructions attempted (retired or faulted) */
+    int64_t tsc_offset; /* rdtsc returns cycles + tsc_offset */
+
+    /* memory */
+    uint8_t *mem;
+    uint32_t mem_size;
+    uint32_t npages;
+    cpu_tlb_entry tlb[CPU_TLB_SIZE];
+    uint32_t tlb_gen;       /* bumped whenever a TLB entry changes */
+    struct cpu_insn **code; /* per physical page: predecoded slots, or NULL */
+    uint8_t *code_page;     /* per physical page: 1 if code[] holds decoded slots */
+    uint32_t fault_err, fault_addr; /* details of the last failed access */
+
+    /* devices */
+    uint32_t timer_period;
+    uint64_t timer_deadline;
+    uint32_t irq_pending; /* bit n: IRQ line n is pending */
+    char *console;
+    size_t console_len, console_cap, console_max;
+    cpu_port_fn port_fn;
+    void *port_ud;
+
+    /* configuration */
+    uint8_t behaviour[OP_COUNT]; /* at CPL>0, for configurable ops */
+    uint32_t cost[OP_COUNT];     /* cycles per instruction */
+    uint32_t cost_trap;          /* delivering a trap or interrupt */
+    uint32_t cost_walk;          /* a TLB miss with paging on */
+
+    /* host control */
+    uint32_t intercept[CPU_NVEC / 32];
+    uint64_t stop_on; /* bit k: stop after recording an event of kind k (k < 64) */
+    uint32_t *breaks;
+    int nbreaks, breaks_cap;
+    volatile int stop_req;
+    cpu_trace *trace; /* NULL: nothing recorded */
+    cpu_exit exit;
+};
+
+cpu_t *cpu_new(uint32_t mem_bytes); /* rounded up to whole pages; NULL on failure */
+void cpu_free(cpu_t *c);
+void cpu_reset(cpu_t *c); /* registers, CRs, devices; memory and configuration stay */
+
+/* Run until an exit, at most max_steps instructions. */
+int cpu_run(cpu_t *c, uint64_t max_steps);
+const char *cpu_exit_name(int reason);
+
+/* Deliver a trap now, with c->pc as the return address (x86 rules: faults
+ * return to the faulting instruction, int/syscall to the next one; an
+ * intercepted exit leaves c->pc at that return address). */
+void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux);
+void cpu_raise_irq(cpu_t *c, int line);
+void cpu_intercept(cpu_t *c, int vector, int on);
+static inline int cpu_intercepted(const cpu_t *c, int v) {
+    return (c->intercept[v >> 5] >> (v & 31)) & 1;
+}
+void cpu_request_stop(cpu_t *c);
+
+/* Policy: what each configurable instruction does at CPL>0. */
+int cpu_policy_preset(cpu_t *c, const char *name); /* "x86" or "strict"; -1 if unknown */
+void cpu_set_behaviour(cpu_t *c, int op, int behaviour);
+int cpu_policy_matches(const cpu_t *c, const char *name); /* 1 if c follows that preset */
+const char *cpu_policy_describe(const cpu_t *c);            /* "x86", "strict" or "custom" */
+
+/* Costs */
+void cpu_costs_default(cpu_t *c);
+
+/* Memory, for the host.  Return 0, or -1 when out of range. */
+int cpu_phys_read(cpu_t *c, uint32_t pa, void *dst, size_t n);
+int cpu_phys_write(cpu_t *c, uint32_t pa, const void *src, size_t n);
+/* Translate without side effects (no A/D bits, no fault delivered).
+ * access: 0 read, 1 write, 2 fetch; at the current CPL.  Returns 0 and sets
+ * *pa, or the page-fault error code | 0x100 on failure. */
+int cpu_translate(cpu_t *c, uint32_t va, int access, uint32_t *pa);
+int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n);
+int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n);
+void cpu_tlb_flush(cpu_t *c);
+
+/* Registers seen by software */
+uint32_t cpu_get_flags(const cpu_t *c); /* with the CPL copy in bits 12-13 */
+void cpu_set_flags(cpu_t *c, uint32_t v); /* all writable bits, IF included */
+uint32_t cpu_get_cr(const cpu_t *c, int n);
+void cpu_set_cr(cpu_t *c, int n, uint32_t v); /* host write: same effects as wrcr */
+void cpu_set_cpl(cpu_t *c, int cpl);
+
+/* Breakpoints (virtual addresses) */
+int cpu_break_add(cpu_t *c, uint32_t va);
+int cpu_break_del(cpu_t *c, uint32_t va);
+
+/* Console output so far */
+const char *cpu_console(const cpu_t *c, size_t *len);
+
+/* Record an event of any layer through the machine's trace (if any). */
+void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);
+static inline uint8_t cpu_mode_byte(const cpu_t *c) {
+    return (uint8_t)(c->cpl | (c->vmx_on ? EV_MODE_VMX : 0) | (c->nonroot ? EV_MODE_NONROOT : 0));
+}
+
+#endif

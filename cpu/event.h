@@ -1,0 +1,144 @@
+/* cpu/event.h -- the one event model of vlab.
+ *
+ * Everything that happens in a run (an instruction, a trap, an I/O access,
+ * and later a VM exit, an emulation, a world switch, a COW copy) is recorded
+ * once, as a fixed-size 16-byte cpu_event, into a cpu_trace.  The text
+ * printer (viz/text.c), the binary trace file and `vlab replay` (sim/trace.c),
+ * and later the TUI and the Graphviz export all read the same records.
+ *
+ * Records carry no clock: a reader reconstructs the step and cycle of every
+ * record (cpu_trace_reader).  EV_INSN advances the step by one and the cycle
+ * by its b field; an EV_SYNC sets both absolutely.  The recorder emits an
+ * EV_SYNC whenever the reader's reconstruction would be wrong, so each record
+ * stays 16 bytes and instruction records can be left on cheaply.
+ *
+ * A record's fields by kind (mode = CPL | VMX bits at the time of the event):
+ *   EV_INSN      pc, x = word 0, y = word 1 (8-byte formats), b = cycles (<=255)
+ *   EV_SYNC      pc = step bits 0-31, a|b<<8 = step bits 32-47, x|y<<32 = cycle
+ *   EV_TRAP      a = vector, b = cause (cpu_cause), pc = where it was raised,
+ *                x = handler, y = error code / fault address (see cause)
+ *   EV_INTERCEPT like EV_TRAP, but the trap was handed to the host (Lua, VMM)
+ *   EV_IRET      pc = iret's address, x = return pc, a = new CPL
+ *   EV_SENSITIVE a = behaviour (SILENT/LEAK), pc, x = word 0: a sensitive
+ *                instruction ran at CPL>0 without trapping
+ *   EV_IO        a = 1 out / 0 in, pc, x = port, y = value
+ *   EV_HALT      pc, x|y<<32 = idle cycles until the wake-up (0: halted for good)
+ *   EV_SHUTDOWN  pc, a = vector that could not be delivered (triple fault)
+ *   EV_BREAK     pc: a breakpoint stopped the run
+ *   EV_TEXT      a = text kind, x = byte length; followed by ceil(x/16)
+ *                payload records holding the bytes
+ *   EV_POLICY    a = op, b = behaviour: the policy of one instruction changed
+ */
+#ifndef VLAB_CPU_EVENT_H
+#define VLAB_CPU_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum cpu_event_kind {
+    EV_NONE = 0,
+    EV_INSN,
+    EV_SYNC,
+    EV_TRAP,
+    EV_INTERCEPT,
+    EV_IRET,
+    EV_SENSITIVE,
+    EV_IO,
+    EV_HALT,
+    EV_SHUTDOWN,
+    EV_BREAK,
+    EV_TEXT,
+    EV_POLICY,
+    EV_EMULATE, /* a = op, pc, x = word 0: the host emulated and skipped an instruction */
+    EV_CPU_LAST,
+    /* 32-63: hypervisor, 64-95: devices and memory, 96-127: sim (reserved) */
+    EV_KIND_COUNT = 128
+};
+
+/* Why a trap happened (EV_TRAP.b). */
+enum cpu_cause {
+    CAUSE_NONE = 0,
+    CAUSE_PRIV,       /* #GP: privileged instruction at CPL>0; y = word 0 */
+    CAUSE_INT_DENIED, /* #GP: int to a kernel-only vector from CPL>0; y = word 0 */
+    CAUSE_NO_HANDLER, /* #GP/#DF: the vector table entry was 0; y = that vector */
+    CAUSE_UD,         /* #UD: invalid opcode; y = word 0 */
+    CAUSE_DE,         /* #DE: division by zero; y = word 0 */
+    CAUSE_PF,         /* #PF; y = fault address, error code in the trap frame */
+    CAUSE_BUS,        /* #MC: physical address outside memory; y = physical address */
+    CAUSE_SOFT,       /* int / syscall / brk; y = word 0 */
+    CAUSE_IRQ,        /* external interrupt; y = IRQ line */
+    CAUSE_DF,         /* #DF: a fault while delivering another; y = first vector */
+    CAUSE_COUNT
+};
+
+/* EV_TEXT kinds */
+enum { TEXT_NOTE = 0, TEXT_CONSOLE = 1 };
+
+/* mode byte */
+#define EV_MODE_CPL 0x3
+#define EV_MODE_VMX 0x4     /* in VMX operation */
+#define EV_MODE_NONROOT 0x8 /* VMX non-root (guest) */
+
+typedef struct cpu_event {
+    uint8_t kind;
+    uint8_t mode;
+    uint8_t a;
+    uint8_t b;
+    uint32_t pc;
+    uint32_t x;
+    uint32_t y;
+} cpu_event;
+_Static_assert(sizeof(cpu_event) == 16, "cpu_event must stay 16 bytes");
+
+typedef struct cpu_trace cpu_trace;
+
+/* A sink receives recorded events in order, in batches. */
+typedef void (*cpu_trace_sink)(void *ud, const cpu_event *ev, size_t n);
+
+struct cpu_trace {
+    cpu_event *buf;
+    size_t n, cap;
+    uint64_t step, cycle;  /* what a reader has reconstructed after buf[n-1] */
+    int insns;             /* record EV_INSN (per-instruction tracing) */
+    cpu_trace_sink sinks[4];
+    void *sink_ud[4];
+    int nsinks;
+};
+
+void cpu_trace_init(cpu_trace *t, size_t cap);
+void cpu_trace_free(cpu_trace *t);
+int cpu_trace_add_sink(cpu_trace *t, cpu_trace_sink fn, void *ud); /* -1 if full */
+void cpu_trace_flush(cpu_trace *t);
+
+/* Append one record stamped (step, cycle); emits EV_SYNC first if needed. */
+void cpu_trace_put(cpu_trace *t, uint64_t step, uint64_t cycle, const cpu_event *ev);
+/* Append an EV_TEXT record with its payload. */
+void cpu_trace_text(cpu_trace *t, uint64_t step, uint64_t cycle, uint8_t mode, int kind,
+                    const char *s, size_t len);
+
+/* Reading: feed records in order; complete events come out stamped. */
+typedef struct cpu_trace_reader {
+    uint64_t step, cycle;
+    /* EV_TEXT assembly */
+    char *text;
+    size_t text_len, text_need, text_cap;
+    cpu_event text_ev;
+} cpu_trace_reader;
+
+typedef struct cpu_stamped {
+    cpu_event ev;
+    uint64_t step, cycle;
+    const char *text; /* EV_TEXT: the bytes (valid until the next call) */
+    size_t text_len;
+} cpu_stamped;
+
+void cpu_reader_init(cpu_trace_reader *r);
+void cpu_reader_free(cpu_trace_reader *r);
+/* Returns 1 and fills *out when ev completes an event to show; 0 when ev was
+ * bookkeeping (EV_SYNC, a text payload record). */
+int cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, cpu_stamped *out);
+
+const char *cpu_event_kind_name(int kind);
+const char *cpu_cause_name(int cause);
+
+#endif
