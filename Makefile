@@ -25,8 +25,9 @@ LDLIBS_ALL = $(PKG_LIBS) -lm $(LDLIBS)
 
 LIB_SRC  := $(wildcard cpu/*.c hypervisor/*.c sim/*.c viz/*.c)
 LIB_SRC  := $(filter-out sim/main.c,$(LIB_SRC))
-TEST_SRC := $(wildcard tests/check_*.c)
-SUITES   := $(filter-out main,$(patsubst tests/check_%.c,%,$(TEST_SRC)))
+CHECK_SRC := $(wildcard tests/check_*.c)
+TEST_SRC := $(CHECK_SRC) tests/runvlab.c
+SUITES   := $(filter-out main,$(patsubst tests/check_%.c,%,$(CHECK_SRC)))
 
 # Two flavours share the sources: plain (build/obj) and sanitized (build/asan).
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -66,7 +67,7 @@ build/asan/tests/%.o: tests/%.c build/suites.h
 	$(CC) $(CSTD) -O1 -g $(WARN) -I. -Ibuild $(PKG_CFLAGS) $(CHECK_CFLAGS) -MMD -MP $(SAN) $(CFLAGS) -c -o $@ $<
 
 # The list of suites comes from the file names: tests/check_X.c exports suite_X().
-build/suites.h: $(TEST_SRC) Makefile
+build/suites.h: $(CHECK_SRC) Makefile
 	@mkdir -p build
 	@{ for s in $(SUITES); do echo "SUITE($$s)"; done; } > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
@@ -94,8 +95,8 @@ bench: deps
 	@$(MAKE) --no-print-directory vlab
 	@sh bench/run.sh
 
-golden: vlab
-	@sh tests/update-golden.sh
+golden: vlab build/check_vlab
+	VLAB_UPDATE_GOLDEN=1 VLAB_BIN=./vlab ./build/check_vlab scenarios
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -7,6 +7,15 @@
  * Expressions: integers (decimal, 0x.., 0b.., 'c'), symbols, '.', unary
  * - ~, binary * / % + - << >> & ^ |, parentheses.  Registers r0-r15, sp.
  * Control registers by name: status vbr faddr ptbr ksp.
+ *   NAME = EXPR is .equ; jz/jnz are je/jne.  Arithmetic is 32-bit unsigned
+ * with wraparound, shifts by 32 or more give 0, '.' is the address of the
+ * current statement.  Operands may name labels defined later; .org, .space,
+ * .align and .equ need values known where they stand.  An included file is
+ * named (in diagnostics, asm_image.files) by its path relative to the
+ * including file's directory; asm_options.read gets the path as written and
+ * that name of the includer.  Nesting is limited to 16 levels.  Mnemonics,
+ * registers, control register names and directives are case-insensitive,
+ * symbols are not.
  *
  * Errors come out as "file:line:col: error: message", then the source line
  * and a caret under the column.
@@ -34,9 +43,9 @@ typedef struct asm_symbol {
 /* Where each instruction or datum came from (for listings, traces, the TUI). */
 typedef struct asm_line {
     uint32_t addr;
-    uint32_t len;   /* bytes emitted by this source line */
-    int file;       /* index into asm_image.files */
-    int line;       /* 1-based */
+    uint32_t len; /* bytes emitted by this source line */
+    int file;     /* index into asm_image.files */
+    int line;     /* 1-based */
 } asm_line;
 
 typedef struct asm_image {
@@ -44,11 +53,13 @@ typedef struct asm_image {
     int nchunks;
     asm_symbol *syms;
     int nsyms;
-    asm_line *lines;
+    asm_line *lines; /* sorted by address (they never overlap) */
     int nlines;
-    char **files; /* file names, [0] is the main file */
+    char **files; /* file names, [0] is the main file; one entry per .include */
     char **texts; /* the text of each file, as assembled (for listings) */
     int nfiles;
+    int *incl_from; /* per file: index of the file whose .include read it (-1 for [0]) */
+    int *incl_line; /* per file: line of that .include (0 for [0]) */
     uint32_t entry; /* value of the symbol "start" if defined, else the lowest address */
 } asm_image;
 
@@ -58,10 +69,10 @@ typedef char *(*asm_read_fn)(void *ud, const char *from, const char *path, size_
                              const char **err);
 
 typedef struct asm_options {
-    asm_read_fn read;  /* NULL: .include reads files relative to the includer */
+    asm_read_fn read; /* NULL: .include reads files relative to the includer */
     void *read_ud;
-    uint32_t origin;   /* initial location counter (default 0) */
-    int max_errors;    /* stop after this many errors (0: 20) */
+    uint32_t origin; /* initial location counter (default 0) */
+    int max_errors;  /* stop after this many errors (0: 20) */
 } asm_options;
 
 /* Assemble src (len bytes) named `file`.  Returns 0 on success; otherwise

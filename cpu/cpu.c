@@ -217,7 +217,11 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
                        .y = y};
         cpu_trace_put(c->trace, c->steps, c->cycles, &e);
     }
-    if (kind < 64 && ((c->stop_on >> kind) & 1)) c->stop_req = 2;
+    if (kind < 64 && ((c->stop_on >> kind) & 1)) {
+        c->stop_req = 2;
+        c->stop_event = (cpu_event){.kind = (uint8_t)kind, .mode = cpu_mode_byte(c), .a = (uint8_t)a,
+                                    .b = (uint8_t)b, .pc = pc, .x = x, .y = y};
+    }
 }
 
 /* ---- traps ----------------------------------------------------------------------------- */
@@ -242,9 +246,8 @@ static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
         return -1;
     }
     c->r[CPU_REG_SP] = sp;
-    c->flags = (c->flags & ~CPU_FL_IF) | (old_flags & CPU_FL_ARITH);
+    c->flags = old_flags & CPU_FL_ARITH; /* materialize the lazy flags; IF cleared */
     c->lf_op = LF_NONE;
-    c->flags &= ~CPU_FL_IF;
     c->pc = h;
     c->halted = 0;
     return 0;
@@ -253,9 +256,10 @@ static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
 static int pf_bits(uint32_t err) { return (int)((err & 7) | ((err & PF_FETCH) ? 8 : 0)); }
 
 /* Deliver vec through the vector table; escalate to #DF, then shut down. */
-static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux) {
+static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t from_pc) {
+    uint64_t at = c->cycles;
     c->cycles += c->cost_trap;
-    uint32_t from_pc = c->pc, handler;
+    uint32_t handler;
     uint8_t mode = cpu_mode_byte(c);
     if (vec == VEC_PF) c->cr[CR_FADDR] = aux;
     int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
@@ -263,24 +267,30 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux) {
         if (c->trace) {
             cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
                            .pc = from_pc, .x = handler, .y = aux};
-            cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+            cpu_trace_put(c->trace, c->steps, at, &e);
         }
-        if ((c->stop_on >> EV_TRAP) & 1) c->stop_req = 2;
+        if ((c->stop_on >> EV_TRAP) & 1) {
+            c->stop_req = 2;
+            c->stop_event = (cpu_event){.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec,
+                                        .b = (uint8_t)bcode, .pc = from_pc, .x = handler, .y = aux};
+        }
         return 0;
     }
     if (c->trace) {
         cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
                        .pc = from_pc, .x = 0, .y = aux};
-        cpu_trace_put(c->trace, c->steps, c->cycles, &e);
+        cpu_trace_put(c->trace, c->steps, at, &e);
     }
-    if (vec != VEC_DF) return deliver(c, VEC_DF, CAUSE_DF, 0, (uint32_t)vec);
+    if (vec != VEC_DF) return deliver(c, VEC_DF, CAUSE_DF, 0, (uint32_t)vec, from_pc);
     c->dead = 1;
     cpu_emit(c, EV_SHUTDOWN, vec, 0, from_pc, aux, 0);
     return -1;
 }
 
 void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
-    deliver(c, vector & 0xff, cause, err, aux);
+    /* after an intercepted trap, the event names the instruction that raised it */
+    uint32_t at = (c->exit.reason == CPU_EXIT_TRAP && c->exit.vector == vector) ? c->exit.pc : c->pc;
+    deliver(c, vector & 0xff, cause, err, aux, at);
 }
 
 /* A trap raised by the running program: intercepted, or delivered.
@@ -304,7 +314,7 @@ static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, 
         cpu_emit(c, EV_INTERCEPT, vec, bcode, insn_pc, c->pc, aux);
         return CPU_EXIT_TRAP;
     }
-    if (deliver(c, vec, cause, err, aux) < 0) return CPU_EXIT_SHUTDOWN;
+    if (deliver(c, vec, cause, err, aux, insn_pc) < 0) return CPU_EXIT_SHUTDOWN;
     return 0;
 }
 
@@ -356,11 +366,11 @@ static int iret(cpu_t *c, int behaviour) {
         if (new_cpl < c->cpl) new_cpl = c->cpl;
         f[2] = (f[2] & ~CPU_FL_IF) | (c->flags & CPU_FL_IF);
     }
+    cpu_emit(c, EV_IRET, (int)new_cpl, 0, from, f[1], 0);
     c->pc = f[1];
     cpu_set_flags(c, f[2]);
     c->cpl = (uint8_t)new_cpl;
     c->r[CPU_REG_SP] = f[4];
-    cpu_emit(c, EV_IRET, (int)new_cpl, 0, from, c->pc, 0);
     return 0;
 }
 
@@ -385,6 +395,7 @@ static inline __attribute__((always_inline)) int run_loop(cpu_t *c, uint64_t max
     uint32_t need_r, need_w;
     int skip_break = 1; /* a run that starts on a breakpoint executes it */
     int rc = 0, fv = 0;
+    uint32_t cost = 0; /* of the instruction in flight, charged when it retires */
     uint32_t tlb_gen = c->tlb_gen;
     uint32_t w[2];
 
@@ -464,27 +475,26 @@ block:
             if (c->trace && c->trace->insns) {
                 uint32_t enc[2] = {0, 0};
                 cpu_encode(&in, enc);
-                uint32_t cost = in.op < OP_COUNT ? c->cost[in.op] : 1;
+                uint32_t ic = in.op < OP_COUNT ? c->cost[in.op] : 1;
                 cpu_event e = {.kind = EV_INSN, .mode = cpu_mode_byte(c),
-                               .b = (uint8_t)(cost > 255 ? 255 : cost), .pc = pc, .x = enc[0], .y = enc[1]};
+                               .b = (uint8_t)(ic > 255 ? 255 : ic), .pc = pc, .x = enc[0], .y = enc[1]};
                 cpu_trace_put(c->trace, c->steps, c->cycles, &e);
             }
         }
         (void)page_host;
 
-        c->steps++;
         uint32_t npc = pc + in.size;
         uint32_t ra = in.ra, rb = in.rb;
         int32_t imm = in.imm;
         if (unlikely(in.op >= OP_COUNT)) {
-            c->cycles += 1;
+            cost = 1;
             w[0] = (uint32_t)imm;
             w[1] = 0;
             rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, (uint32_t)imm, pc, w, &in);
-            if (rc) goto out;
-            goto reload;
+            if (rc) goto retire_out;
+            goto retire_reload;
         }
-        c->cycles += c->cost[in.op];
+        cost = c->cost[in.op];
 
         /* sensitive instruction at CPL>0: the policy decides */
         int beh = TRAP;
@@ -498,8 +508,8 @@ block:
                     c->pc = pc;
                     cpu_encode(&in, w);
                     rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, w[0], pc, w, &in);
-                    if (rc) goto out;
-                    goto reload;
+                    if (rc) goto retire_out;
+                    goto retire_reload;
                 }
             }
             if (c->cpl > 0 && cpu_op_configurable(in.op)) {
@@ -509,8 +519,8 @@ block:
                     c->pc = pc;
                     cpu_encode(&in, w);
                     rc = raise_trap(c, VEC_GP, CAUSE_PRIV, 0, w[0], pc, w, &in);
-                    if (rc) goto out;
-                    goto reload;
+                    if (rc) goto retire_out;
+                    goto retire_reload;
                 }
                 cpu_encode(&in, w);
                 cpu_emit(c, EV_SENSITIVE, beh, in.op, pc, w[0], 0);
@@ -565,8 +575,8 @@ block:
                 c->pc = pc;
                 cpu_encode(&in, w);
                 rc = raise_trap(c, VEC_DE, CAUSE_DE, 0, w[0], pc, w, &in);
-                if (rc) goto out;
-                goto reload;
+                if (rc) goto retire_out;
+                goto retire_reload;
             }
             R[ra] = in.op == OP_DIV ? R[ra] / R[rb] : R[ra] % R[rb];
             break;
@@ -601,22 +611,22 @@ block:
             R[ra] = v;
             break;
         }
-        case OP_JMP: c->pc = (uint32_t)imm; goto block;
-        case OP_JMPR: c->pc = R[ra]; goto block;
+        case OP_JMP: c->pc = (uint32_t)imm; goto retire_block;
+        case OP_JMPR: c->pc = R[ra]; goto retire_block;
         case OP_CALL:
         case OP_CALLR: {
             uint32_t sp = R[CPU_REG_SP] - 4, target = in.op == OP_CALL ? (uint32_t)imm : R[ra];
             if (unlikely(fv = mmu_store32(c, sp, need_w, npc))) goto mem_fault;
             R[CPU_REG_SP] = sp;
             c->pc = target;
-            goto block;
+            goto retire_block;
         }
         case OP_RET: {
             uint32_t v;
             if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
             R[CPU_REG_SP] += 4;
             c->pc = v;
-            goto block;
+            goto retire_block;
         }
         case OP_JE:
         case OP_JNE:
@@ -627,7 +637,7 @@ block:
         case OP_JB:
         case OP_JAE:
             c->pc = cond(c, in.op) ? npc + (uint32_t)imm : npc;
-            goto block;
+            goto retire_block;
         case OP_INT:
         case OP_SYSCALL:
         case OP_BRK: {
@@ -640,8 +650,8 @@ block:
                 c->pc = npc;
                 rc = raise_trap(c, vec, CAUSE_SOFT, 0, w[0], pc, w, &in);
             }
-            if (rc) goto out;
-            goto reload;
+            if (rc) goto retire_out;
+            goto retire_reload;
         }
         /* ---- system part ---- */
         case OP_CLI:
@@ -667,12 +677,12 @@ block:
         case OP_HLT:
             c->pc = npc;
             if (beh == SILENT) break;
-            if ((rc = do_halt(c, pc))) goto out;
-            goto block;
+            if ((rc = do_halt(c, pc))) goto retire_out;
+            goto retire_block;
         case OP_IRET:
             c->pc = pc;
             if ((fv = iret(c, beh))) goto mem_fault;
-            goto reload;
+            goto retire_reload;
         case OP_IN: {
             uint32_t v = 0xffffffffu;
             if (beh != SILENT) io_port(c, 0, (uint16_t)imm, &v, pc);
@@ -688,12 +698,12 @@ block:
         case OP_WRCR:
             if (beh != SILENT) cpu_set_cr(c, ra, R[rb]);
             c->pc = npc;
-            goto reload;
+            goto retire_reload;
         case OP_RDCR: R[ra] = cpu_get_cr(c, rb); break;
         case OP_INVLPG:
             if (beh != SILENT) mmu_invlpg(c, R[ra]);
             c->pc = npc;
-            goto reload;
+            goto retire_reload;
         case OP_SIDT: R[ra] = c->cr[CR_VBR]; break;
         case OP_SMSW: R[ra] = cpu_get_cr(c, CR_STATUS); break;
         case OP_RDTSC: {
@@ -705,8 +715,8 @@ block:
         case OP_CPUID: R[ra] = cpuid(c, R[rb]); break;
         case OP_VMXON:
             if (beh == SILENT) break;
-            if (c->vmx_on) { /* VMfail: already in VMX operation */
-                c->flags |= CPU_FL_CF;
+            if (c->vmx_on) { /* VMfailInvalid: CF=1, other arithmetic flags cleared (SDM 30.2) */
+                cpu_set_flags(c, (c->flags & CPU_FL_IF) | CPU_FL_CF);
                 break;
             }
             c->vmx_on = 1;
@@ -724,6 +734,8 @@ block:
         default: /* OP_VMCALL outside non-root was handled above */ break;
         }
         c->pc = npc;
+        c->cycles += cost;
+        c->steps++;
         if (ENDS_BLOCK(in.op)) goto block;
         continue;
 
@@ -732,8 +744,8 @@ block:
         cpu_encode(&in, w);
         rc = raise_trap(c, fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
                         c->fault_addr, pc, w, &in);
-        if (rc) goto out;
-        goto reload;
+        if (rc) goto retire_out;
+        goto retire_reload;
     vmx_exit:
         c->pc = pc;
         cpu_encode(&in, w);
@@ -745,8 +757,22 @@ block:
         c->exit.word[1] = w[1];
         c->exit.insn = in;
         rc = CPU_EXIT_VMX;
-        goto out;
+        goto retire_out;
     }
+
+retire_block:
+    c->cycles += cost;
+    c->steps++;
+    goto block;
+retire_reload:
+    c->cycles += cost;
+    c->steps++;
+    goto reload;
+retire_out:
+    c->cycles += cost;
+    c->steps++;
+    goto out;
+
 
 fetch_fault:
     c->steps++; /* the attempt counts, so a fault loop still ends on the budget */

@@ -144,6 +144,7 @@ struct cpu {
     /* host control */
     uint32_t intercept[CPU_NVEC / 32];
     uint64_t stop_on; /* bit k: stop after recording an event of kind k (k < 64) */
+    cpu_event stop_event; /* the event that matched stop_on */
     uint32_t *breaks;
     int nbreaks, breaks_cap;
     volatile int stop_req;

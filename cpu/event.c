@@ -134,7 +134,7 @@ const char *cpu_event_kind_name(int kind) {
         [EV_TRAP] = "trap",         [EV_INTERCEPT] = "intercept", [EV_IRET] = "iret",
         [EV_SENSITIVE] = "sensitive", [EV_IO] = "io",       [EV_HALT] = "halt",
         [EV_SHUTDOWN] = "shutdown", [EV_BREAK] = "break",   [EV_TEXT] = "text",
-        [EV_POLICY] = "policy",     [EV_EMULATE] = "emulate"};
+        [EV_POLICY] = "policy",     [EV_EMULATE] = "emulate", [EV_CONTEXT] = "context"};
     return kind >= 0 && kind < EV_CPU_LAST && n[kind] ? n[kind] : "?";
 }
 

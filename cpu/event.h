@@ -50,6 +50,7 @@ enum cpu_event_kind {
     EV_TEXT,
     EV_POLICY,
     EV_EMULATE, /* a = op, pc, x = word 0: the host emulated and skipped an instruction */
+    EV_CONTEXT, /* a = machine index: the following events are that machine's */
     EV_CPU_LAST,
     /* 32-63: hypervisor, 64-95: devices and memory, 96-127: sim (reserved) */
     EV_KIND_COUNT = 128
@@ -72,7 +73,13 @@ enum cpu_cause {
 };
 
 /* EV_TEXT kinds */
-enum { TEXT_NOTE = 0, TEXT_CONSOLE = 1 };
+enum {
+    TEXT_NOTE = 0,   /* an annotation from the scenario (machine:note) */
+    TEXT_PRINT = 1,  /* the scenario's own print() output */
+    TEXT_HEADER = 2, /* the run's parameters, first in a trace */
+    TEXT_MACHINE = 3, /* a machine was created: its description */
+    TEXT_SUMMARY = 4  /* the end-of-run summary, printed verbatim unless --quiet */
+};
 
 /* mode byte */
 #define EV_MODE_CPL 0x3

@@ -57,6 +57,16 @@ static int op_of_code(uint8_t b) { return op_plus1[b] ? op_plus1[b] - 1 : OP_INV
 
 const char *const cpu_cr_names[CPU_NCR] = {"status", "vbr", "faddr", "ptbr", "ksp"};
 
+const char *cpu_fmt_operands(int fmt) {
+    static const char *const t[F_COUNT] = {
+        [F_NONE] = "",           [F_R] = "ra",           [F_RR] = "ra, rb",
+        [F_RI] = "ra, simm16",   [F_RI32] = "ra, imm32", [F_LD] = "ra, [rb+simm16]",
+        [F_ST] = "[ra+simm16], rb", [F_J] = "target",    [F_A32] = "target",
+        [F_IMM] = "imm8",        [F_PIN] = "ra, port",   [F_POUT] = "port, rb",
+        [F_CRW] = "cr, rb",      [F_CRR] = "ra, cr"};
+    return fmt >= 0 && fmt < F_COUNT ? t[fmt] : "?";
+}
+
 int cpu_fmt_size(int fmt) { return (fmt == F_RI32 || fmt == F_A32) ? 8 : 4; }
 
 cpu_insn cpu_decode(uint32_t w0, uint32_t w1) {
@@ -129,9 +139,9 @@ int cpu_disasm(const cpu_insn *in, uint32_t pc, char *buf, size_t len) {
     case F_NONE: return snprintf(buf, len, "%s", m);
     case F_R: return snprintf(buf, len, "%-8s %s", m, reg(in->ra));
     case F_RR: return snprintf(buf, len, "%-8s %s, %s", m, reg(in->ra), reg(in->rb));
-    case F_RI: return snprintf(buf, len, "%-8s %s, %d", m, reg(in->ra), in->imm);
+    case F_RI:
     case F_RI32:
-        if (in->imm >= -9999 && in->imm <= 9999)
+        if (in->imm > -256 && in->imm < 256)
             return snprintf(buf, len, "%-8s %s, %d", m, reg(in->ra), in->imm);
         return snprintf(buf, len, "%-8s %s, 0x%x", m, reg(in->ra), (uint32_t)in->imm);
     case F_LD:

@@ -101,6 +101,8 @@ extern const char *const cpu_cr_names[CPU_NCR];
 #define CPU_REG_SP 15
 
 int cpu_fmt_size(int fmt);
+/* Operand shape of a format, as text ("ra, [rb+simm16]"). */
+const char *cpu_fmt_operands(int fmt);
 
 /* Decode the instruction whose first word is w0 and (for 8-byte formats)
  * second word w1.  Never fails: unknown opcodes decode to OP_INVALID. */

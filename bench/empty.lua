@@ -1,0 +1,1 @@
+-- bench/empty.lua -- a trivial scenario, for start-up time

@@ -1,0 +1,59 @@
+#!/bin/sh
+# bench/run.sh -- vlab's performance figures, as "name: value" lines.
+#
+# Everything is measured in this one run, side by side, and reported as
+# ratios of medians (these machines are shared and noisy):
+#   guest_mips        simulated instructions per host second: the sum loop,
+#                     user mode, paging on, untraced
+#   lua_over_vlab     lua5.4's time / vlab's time for the same sum (>= 1.0)
+#   trace_slowdown    per-instruction time traced to a file / untraced (<= 3.0)
+#   paging_slowdown   paging on / paging off (<= 1.25)
+#   startup_over_lua  trivial scenario / `lua5.4 -e ''` (<= 1.5)
+set -eu
+cd "$(dirname "$0")/.."
+VLAB=${VLAB:-./vlab}
+N=${BENCH_N:-50000000}
+NT=${BENCH_NT:-2000000}
+RUNS=${BENCH_RUNS:-3}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+now() { date +%s%N; }
+# time_cmd: run "$@" quietly, print elapsed nanoseconds
+time_cmd() {
+    t0=$(now)
+    "$@" > "$TMP/out" 2> "$TMP/err" || { echo "bench: '$*' failed:" >&2; cat "$TMP/err" >&2; exit 1; }
+    t1=$(now)
+    echo $((t1 - t0))
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median of RUNS timings of a command
+med() {
+    i=0
+    while [ $i -lt "$RUNS" ]; do time_cmd "$@"; i=$((i + 1)); done | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+steps=$($VLAB bench/sum.lua --quiet -- "$N" paging)
+steps_t=$($VLAB bench/sum.lua --quiet -- "$NT" paging)
+
+paged=$(med $VLAB bench/sum.lua --quiet -- "$N" paging)
+flat=$(med $VLAB bench/sum.lua --quiet -- "$N" flat)
+lua=$(med lua5.4 bench/sum-lua.lua "$N")
+untraced_small=$(med $VLAB bench/sum.lua --quiet -- "$NT" paging)
+traced=$(med $VLAB bench/sum.lua --quiet --trace "$TMP/t.trace" -- "$NT" paging)
+tsize=$(wc -c < "$TMP/t.trace")
+rm -f "$TMP/t.trace"
+
+# start-up: batches of 20 runs, median of the batches
+batch() { j=0; while [ $j -lt 20 ]; do "$@" > /dev/null; j=$((j + 1)); done; }
+s_vlab=$(RUNS=5 med batch $VLAB bench/empty.lua --quiet)
+s_lua=$(RUNS=5 med batch lua5.4 -e '')
+
+echo "guest_instructions: $steps"
+echo "guest_mips: $(awk -v s="$steps" -v t="$paged" 'BEGIN { printf "%.1f", s / (t / 1e3) }')"
+echo "lua_over_vlab: $(ratio "$lua" "$paged")"
+echo "trace_slowdown: $(awk -v a="$traced" -v b="$untraced_small" 'BEGIN { printf "%.2f", a / b }')"
+echo "trace_bytes_per_instruction: $(awk -v s="$tsize" -v n="$steps_t" 'BEGIN { printf "%.1f", s / n }')"
+echo "paging_slowdown: $(ratio "$paged" "$flat")"
+echo "startup_over_lua: $(ratio "$s_vlab" "$s_lua")"

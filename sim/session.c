@@ -1,0 +1,251 @@
+/* sim/session.c -- a run's options, budgets, machines and trace sinks. */
+#include "sim/session.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpu/asm.h"
+
+#define MAX_MACHINE_BYTES (256u << 20)
+
+void sim_options_default(sim_options *o) {
+    memset(o, 0, sizeof *o);
+    o->seed = 1;
+    o->max_steps = 100000000ull;
+    o->policy = "x86";
+    o->show = VIZ_SHOW_ALL;
+    o->time_limit = 60.0;
+    o->lua_budget = 2000000000ull;
+    o->mem_limit = (size_t)1 << 30;
+}
+
+double sim_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int sim_check_time(sim_session *s) {
+    if (s->opt.time_limit > 0 && sim_now() - s->start_time > s->opt.time_limit) {
+        snprintf(s->limit_msg, sizeof s->limit_msg,
+                 "time budget of %g s exhausted (raise it with --time-limit)", s->opt.time_limit);
+        return SIM_EXIT_LIMIT;
+    }
+    return 0;
+}
+
+int sim_session_init(sim_session *s, const sim_options *o) {
+    memset(s, 0, sizeof *s);
+    s->opt = *o;
+    s->current = -1;
+    s->start_time = sim_now();
+    cpu_trace_init(&s->trace, 1 << 14);
+    /* per-instruction records only when somebody reads them */
+    s->trace.insns = (!o->quiet && (o->show & VIZ_SHOW_INSN)) || o->trace_file;
+    viz_text_init(&s->text, stdout, o->show, o->quiet);
+    sim_summary_init(&s->summary);
+    cpu_trace_add_sink(&s->trace, viz_text_sink, &s->text);
+    cpu_trace_add_sink(&s->trace, sim_summary_sink, &s->summary);
+    if (o->trace_file) {
+        char err[256];
+        s->tf = sim_tracefile_create(o->trace_file, err, sizeof err);
+        if (!s->tf) {
+            fprintf(stderr, "vlab: %s\n", err);
+            return -1;
+        }
+        cpu_trace_add_sink(&s->trace, sim_tracefile_sink, s->tf);
+    }
+    return 0;
+}
+
+int sim_session_close(sim_session *s, int keep) {
+    int rc = 0;
+    cpu_trace_flush(&s->trace);
+    fflush(stdout);
+    for (int i = 0; i < s->nmachines; i++) sim_machine_free(s, s->machines[i]);
+    free(s->machines);
+    s->machines = NULL;
+    s->nmachines = 0;
+    if (s->tf) {
+        char err[512];
+        if (sim_tracefile_close(s->tf, keep, err, sizeof err)) {
+            fprintf(stderr, "vlab: %s\n", err);
+            rc = -1;
+        }
+        s->tf = NULL;
+    }
+    viz_text_free(&s->text);
+    sim_summary_free(&s->summary);
+    cpu_trace_free(&s->trace);
+    return rc;
+}
+
+sim_machine *sim_machine_new(sim_session *s, uint32_t mem_bytes, const char *policy,
+                             const char *name, char *err, size_t errlen) {
+    if (mem_bytes == 0 || mem_bytes > MAX_MACHINE_BYTES) {
+        snprintf(err, errlen, "memory of a machine must be between 4 KiB and %u MiB",
+                 MAX_MACHINE_BYTES >> 20);
+        return NULL;
+    }
+    size_t bytes = ((size_t)mem_bytes + CPU_PAGE - 1) / CPU_PAGE * CPU_PAGE;
+    if (s->lua_bytes + s->machine_bytes + bytes > s->opt.mem_limit) {
+        snprintf(err, errlen, "memory cap of %zu MiB reached (raise it with --mem-limit)",
+                 s->opt.mem_limit >> 20);
+        return NULL;
+    }
+    sim_machine *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->cpu = cpu_new(mem_bytes);
+    sim_machine **list = realloc(s->machines, (size_t)(s->nmachines + 1) * sizeof *list);
+    if (!m->cpu || !list) {
+        cpu_free(m->cpu);
+        free(m);
+        if (list) s->machines = list;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (cpu_policy_preset(m->cpu, policy) < 0) {
+        snprintf(err, errlen, "unknown policy '%s' (expected x86 or strict)", policy);
+        cpu_free(m->cpu);
+        free(m);
+        s->machines = list;
+        return NULL;
+    }
+    s->machines = list;
+    m->id = s->nmachines;
+    s->machines[s->nmachines++] = m;
+    s->machine_bytes += bytes;
+    m->lua_ref = -2; /* LUA_NOREF */
+    snprintf(m->name, sizeof m->name, "%s", name && *name ? name : "machine");
+    m->cpu->trace = &s->trace;
+    sim_switch_to(s, m);
+    char desc[160];
+    int len = snprintf(desc, sizeof desc, "machine %d '%s': %u KiB of memory, policy %s", m->id,
+                       m->name, m->cpu->mem_size / 1024, policy);
+    sim_text(s, TEXT_MACHINE, desc, (size_t)len);
+    return m;
+}
+
+void sim_machine_free(sim_session *s, sim_machine *m) {
+    if (!m || !m->cpu) return;
+    if (m->id < s->nmachines && s->machines[m->id] == m) s->machines[m->id] = NULL;
+    s->machine_bytes -= m->cpu->mem_size;
+    for (int i = 0; i < m->nimages; i++) asm_image_free(&m->images[i]);
+    free(m->images);
+    m->images = NULL;
+    m->nimages = 0;
+    cpu_free(m->cpu);
+    m->cpu = NULL;
+    free(m);
+}
+
+void sim_switch_to(sim_session *s, sim_machine *m) {
+    if (s->current == m->id) return;
+    s->current = m->id;
+    cpu_event e = {.kind = EV_CONTEXT, .a = (uint8_t)m->id};
+    cpu_trace_put(&s->trace, m->cpu->steps, m->cpu->cycles, &e);
+}
+
+void sim_text(sim_session *s, int kind, const char *txt, size_t len) {
+    uint64_t step = s->trace.step, cycle = s->trace.cycle;
+    if (s->current >= 0 && s->current < s->nmachines && s->machines[s->current] &&
+        s->machines[s->current]->cpu) {
+        step = s->machines[s->current]->cpu->steps;
+        cycle = s->machines[s->current]->cpu->cycles;
+    }
+    cpu_trace_text(&s->trace, step, cycle, 0, kind, txt, len);
+}
+
+/* ---- the end-of-run summary -------------------------------------------------------------- */
+
+typedef struct strbuf {
+    char *p;
+    size_t n, cap;
+} strbuf;
+
+static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(strbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (b->n + (size_t)n + 1 > b->cap) {
+        size_t cap = (b->n + (size_t)n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return;
+        b->p = p;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
+}
+
+static void sb_quoted(strbuf *b, const char *s, size_t n, size_t max) {
+    sb_printf(b, "\"");
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            sb_printf(b, "\\n");
+        else if (c == '"' || c == '\\')
+            sb_printf(b, "\\%c", c);
+        else if (c >= 32 && c < 127)
+            sb_printf(b, "%c", c);
+        else
+            sb_printf(b, "\\x%02x", c);
+    }
+    sb_printf(b, n > max ? "\"..." : "\"");
+}
+
+void sim_print_summary(sim_session *s) {
+    cpu_trace_flush(&s->trace);
+    strbuf b = {0};
+    sb_printf(&b, "== summary\n");
+    for (int i = 0; i < s->nmachines; i++) {
+        sim_machine *m = s->machines[i];
+        if (!m) continue;
+        cpu_t *c = m->cpu;
+        const char *state = c->dead ? "shut down (triple fault)" : c->halted ? "halted" : "stopped";
+        sb_printf(&b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s at pc 0x%08x, ring %d\n",
+                  m->id, m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
+                  (unsigned long long)c->cycles, state, c->pc, c->cpl);
+        const sim_counts *k = sim_summary_of(&s->summary, m->id);
+        if (k) {
+            int any = 0;
+            for (int v = 0; v < 256; v++)
+                if (k->traps[v] || k->intercepts[v]) {
+                    char nb[24];
+                    sb_printf(&b, "%s%s x%llu", any ? ", " : "  traps: ", viz_vector_name(v, nb, sizeof nb),
+                              (unsigned long long)(k->traps[v] + k->intercepts[v]));
+                    if (k->intercepts[v])
+                        sb_printf(&b, " (%llu to the host)", (unsigned long long)k->intercepts[v]);
+                    any = 1;
+                }
+            if (any) sb_printf(&b, "\n");
+            if (k->sensitive)
+                sb_printf(&b, "  sensitive instructions that did not trap: %llu\n",
+                          (unsigned long long)k->sensitive);
+            if (k->emulated)
+                sb_printf(&b, "  instructions emulated by the host: %llu\n", (unsigned long long)k->emulated);
+        }
+        size_t clen;
+        const char *con = cpu_console(c, &clen);
+        if (clen) {
+            sb_printf(&b, "  console: ");
+            sb_quoted(&b, con, clen, 400);
+            sb_printf(&b, "\n");
+        }
+    }
+    if (s->expect_passed || s->expect_failed)
+        sb_printf(&b, "expectations: %d passed%s\n", s->expect_passed,
+                  s->expect_failed ? ", 1 failed" : "");
+    if (b.p) sim_text(s, TEXT_SUMMARY, b.p, b.n);
+    free(b.p);
+}

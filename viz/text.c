@@ -1,0 +1,251 @@
+/* viz/text.c -- prints the event stream as a trace a student can read.
+ *
+ *    step     cycle ring pc        what
+ *      12        41    3 00400008  syscall
+ *      13        43    3 00400008  >> trap syscall (vector 0x80) from ring 3 -> 0x00001100, ring 0
+ */
+#include "viz/text.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "cpu/isa.h"
+
+void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
+    memset(t, 0, sizeof *t);
+    t->out = out;
+    t->show = show;
+    t->quiet = quiet;
+    cpu_reader_init(&t->rd);
+}
+
+void viz_text_free(viz_text *t) { cpu_reader_free(&t->rd); }
+
+int viz_show_parse(const char *list, unsigned *mask, char *bad, size_t badlen) {
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"insn", VIZ_SHOW_INSN}, {"traps", VIZ_SHOW_TRAPS}, {"io", VIZ_SHOW_IO},
+                 {"notes", VIZ_SHOW_NOTES}, {"sens", VIZ_SHOW_SENS},  {"all", VIZ_SHOW_ALL}};
+    unsigned m = 0;
+    const char *p = list;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int found = 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (strlen(names[i].name) == n && strncmp(names[i].name, p, n) == 0) {
+                m |= names[i].bit;
+                found = 1;
+            }
+        if (!found) {
+            snprintf(bad, badlen, "%.*s", (int)n, p);
+            return -1;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    *mask = m;
+    return 0;
+}
+
+const char *viz_vector_name(int v, char *buf, size_t len) {
+    switch (v) {
+    case VEC_DE: return "#DE";
+    case VEC_BP: return "#BP";
+    case VEC_UD: return "#UD";
+    case VEC_DF: return "#DF";
+    case VEC_GP: return "#GP";
+    case VEC_PF: return "#PF";
+    case VEC_MC: return "#MC";
+    case VEC_IRQ0: return "timer";
+    case VEC_SYSCALL: return "syscall";
+    }
+    if (v > VEC_IRQ0 && v < VEC_IRQ0 + 32)
+        snprintf(buf, len, "IRQ %d", v - VEC_IRQ0);
+    else
+        snprintf(buf, len, "vector %d", v);
+    return buf;
+}
+
+static void mnem_of_word(uint32_t w0, char *buf, size_t len) {
+    cpu_insn in = cpu_decode(w0, 0);
+    snprintf(buf, len, "%s", in.op < OP_COUNT ? cpu_isa[in.op].mnem : "(invalid)");
+}
+
+static void pf_text(int bits, uint32_t addr, int from_ring, char *buf, size_t len) {
+    const char *acc = (bits & 8) ? "fetch from" : (bits & 2) ? "write to" : "read of";
+    const char *why = (bits & 1) ? "protected" : "not-present";
+    snprintf(buf, len, "%s %s page at 0x%08x from ring %d", acc, why, addr, from_ring);
+}
+
+static void trap_text(const cpu_event *e, char *buf, size_t len, int intercepted) {
+    char vb[24], mn[16], why[96] = "";
+    int vec = e->a, cause = e->b & 0xf, ring = e->mode & EV_MODE_CPL;
+    const char *vname = viz_vector_name(vec, vb, sizeof vb);
+    switch (cause) {
+    case CAUSE_PRIV:
+        mnem_of_word(e->y, mn, sizeof mn);
+        snprintf(why, sizeof why, ": privileged instruction '%s' at ring %d", mn, ring);
+        break;
+    case CAUSE_INT_DENIED:
+        snprintf(why, sizeof why, ": 'int' to a kernel-only vector from ring %d", ring);
+        break;
+    case CAUSE_UD: snprintf(why, sizeof why, ": invalid opcode 0x%08x", e->y); break;
+    case CAUSE_DE: snprintf(why, sizeof why, ": division by zero"); break;
+    case CAUSE_PF:
+        strcpy(why, ": ");
+        pf_text(e->b >> 4, e->y, ring, why + 2, sizeof why - 2);
+        break;
+    case CAUSE_BUS: snprintf(why, sizeof why, ": physical address 0x%08x outside memory", e->y); break;
+    case CAUSE_DF: {
+        char b2[24];
+        snprintf(why, sizeof why, ": could not deliver %s", viz_vector_name((int)e->y, b2, sizeof b2));
+        break;
+    }
+    case CAUSE_SOFT: snprintf(why, sizeof why, " from ring %d", ring); break;
+    case CAUSE_IRQ: snprintf(why, sizeof why, " at ring %d", ring); break;
+    default: break;
+    }
+    const char *what = cause == CAUSE_IRQ ? "interrupt" : "trap";
+    char vnum[16];
+    snprintf(vnum, sizeof vnum, vec >= 32 ? "0x%x" : "%d", vec);
+    if (intercepted)
+        snprintf(buf, len, ">> %s %s (vector %s)%s -> intercepted by the host", what, vname, vnum, why);
+    else if (e->x == 0)
+        snprintf(buf, len, ">> %s %s (vector %s)%s -> no handler: vector table entry %d is 0", what,
+                 vname, vnum, why, vec);
+    else
+        snprintf(buf, len, ">> %s %s (vector %s)%s -> handler 0x%08x, ring 0", what, vname, vnum,
+                 why, e->x);
+}
+
+static const char *port_name(uint32_t port) {
+    switch (port) {
+    case PORT_CONSOLE: return " (console)";
+    case PORT_TIMER: return " (timer)";
+    default: return "";
+    }
+}
+
+void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
+    const cpu_event *e = &s->ev;
+    char mn[16];
+    switch (e->kind) {
+    case EV_INSN: {
+        cpu_insn in = cpu_decode(e->x, e->y);
+        cpu_disasm(&in, e->pc, buf, len);
+        break;
+    }
+    case EV_TRAP: trap_text(e, buf, len, 0); break;
+    case EV_INTERCEPT: trap_text(e, buf, len, 1); break;
+    case EV_IRET: snprintf(buf, len, "<< iret -> 0x%08x, ring %d", e->x, e->a); break;
+    case EV_SENSITIVE:
+        mnem_of_word(e->x, mn, sizeof mn);
+        if (e->a == SILENT)
+            snprintf(buf, len,
+                     "!! sensitive '%s' ran at ring %d without trapping: its privileged effect was "
+                     "silently dropped",
+                     mn, e->mode & EV_MODE_CPL);
+        else
+            snprintf(buf, len,
+                     "!! sensitive '%s' ran at ring %d without trapping: it saw the real machine state",
+                     mn, e->mode & EV_MODE_CPL);
+        break;
+    case EV_IO: {
+        uint32_t v = e->y;
+        char ch[8] = "";
+        if (e->x == PORT_CONSOLE && e->a) {
+            unsigned c = v & 0xff;
+            if (c >= 32 && c < 127)
+                snprintf(ch, sizeof ch, " '%c'", (char)c);
+            else if (c == '\n')
+                snprintf(ch, sizeof ch, " '\\n'");
+        }
+        if (e->a)
+            snprintf(buf, len, "   out port 0x%x%s <- 0x%x%s", e->x, port_name(e->x), v, ch);
+        else
+            snprintf(buf, len, "   in  port 0x%x%s -> 0x%x", e->x, port_name(e->x), v);
+        break;
+    }
+    case EV_HALT: {
+        uint64_t idle = e->x | (uint64_t)e->y << 32;
+        if (idle)
+            snprintf(buf, len, "   hlt: idle for %llu cycles until the timer", (unsigned long long)idle);
+        else
+            snprintf(buf, len, "   hlt: halted (nothing can wake the CPU)");
+        break;
+    }
+    case EV_SHUTDOWN: snprintf(buf, len, "!! shutdown: triple fault, the machine is dead"); break;
+    case EV_BREAK: snprintf(buf, len, "   breakpoint at 0x%08x", e->pc); break;
+    case EV_POLICY:
+        snprintf(buf, len, "   policy: '%s' at ring > 0 now does: %s",
+                 e->a < OP_COUNT ? cpu_isa[e->a].mnem : "?", cpu_behaviour_name(e->b));
+        break;
+    case EV_EMULATE:
+        mnem_of_word(e->x, mn, sizeof mn);
+        snprintf(buf, len, "   emulated by the host: '%s' skipped", mn);
+        break;
+    case EV_TEXT: snprintf(buf, len, "%.*s", (int)s->text_len, s->text ? s->text : ""); break;
+    default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
+    }
+}
+
+static unsigned event_class(const cpu_event *e) {
+    switch (e->kind) {
+    case EV_INSN: return VIZ_SHOW_INSN;
+    case EV_IO: return VIZ_SHOW_IO;
+    case EV_SENSITIVE: return VIZ_SHOW_SENS;
+    case EV_POLICY:
+    case EV_CONTEXT: return VIZ_SHOW_NOTES;
+    case EV_TEXT: return VIZ_SHOW_NOTES;
+    default: return VIZ_SHOW_TRAPS;
+    }
+}
+
+static void columns(viz_text *t) {
+    if (t->columns_done) return;
+    t->columns_done = 1;
+    fprintf(t->out, "%7s %9s %4s %-8s  %s\n", "step", "cycle", "ring", "pc", "what");
+}
+
+static void print_one(viz_text *t, const cpu_stamped *s) {
+    const cpu_event *e = &s->ev;
+    if (e->kind == EV_TEXT && e->a == TEXT_PRINT) { /* the scenario's own output, verbatim */
+        fwrite(s->text, 1, s->text_len, t->out);
+        return;
+    }
+    if (t->quiet) return;
+    if (e->kind == EV_TEXT && e->a == TEXT_SUMMARY) {
+        fwrite(s->text, 1, s->text_len, t->out);
+        return;
+    }
+    if (e->kind == EV_TEXT && e->a == TEXT_HEADER) {
+        fprintf(t->out, "# %.*s\n", (int)s->text_len, s->text);
+        return;
+    }
+    unsigned cls = event_class(e);
+    if (!(cls & t->show)) return;
+    if (e->kind == EV_CONTEXT) {
+        t->machine = e->a;
+        return;
+    }
+    char text[256];
+    viz_event_text(s, text, sizeof text);
+    if (e->kind == EV_TEXT) {
+        fprintf(t->out, "-- %s\n", text);
+        return;
+    }
+    columns(t);
+    char ring[8];
+    snprintf(ring, sizeof ring, "%s%d", (e->mode & EV_MODE_NONROOT) ? "g" : "", e->mode & EV_MODE_CPL);
+    fprintf(t->out, "%7llu %9llu %4s %08x  %s\n", (unsigned long long)s->step,
+            (unsigned long long)s->cycle, ring, e->pc, text);
+}
+
+void viz_text_sink(void *ud, const cpu_event *ev, size_t n) {
+    viz_text *t = ud;
+    cpu_stamped s;
+    for (size_t i = 0; i < n; i++)
+        if (cpu_reader_feed(&t->rd, &ev[i], &s)) print_one(t, &s);
+}
