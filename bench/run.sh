@@ -34,14 +34,14 @@ med() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-steps=$($VLAB bench/sum.lua --quiet -- "$N" paging)
-steps_t=$($VLAB bench/sum.lua --quiet -- "$NT" paging)
+steps=$($VLAB bench/sum.lua --quiet --max-steps 100000000000 -- "$N" paging)
+steps_t=$($VLAB bench/sum.lua --quiet --max-steps 100000000000 -- "$NT" paging)
 
-paged=$(med $VLAB bench/sum.lua --quiet -- "$N" paging)
-flat=$(med $VLAB bench/sum.lua --quiet -- "$N" flat)
+paged=$(med $VLAB bench/sum.lua --quiet --max-steps 100000000000 -- "$N" paging)
+flat=$(med $VLAB bench/sum.lua --quiet --max-steps 100000000000 -- "$N" flat)
 lua=$(med lua5.4 bench/sum-lua.lua "$N")
-untraced_small=$(med $VLAB bench/sum.lua --quiet -- "$NT" paging)
-traced=$(med $VLAB bench/sum.lua --quiet --trace "$TMP/t.trace" -- "$NT" paging)
+untraced_small=$(med $VLAB bench/sum.lua --quiet --max-steps 100000000000 -- "$NT" paging)
+traced=$(med $VLAB bench/sum.lua --quiet --max-steps 100000000000 --trace "$TMP/t.trace" -- "$NT" paging)
 tsize=$(wc -c < "$TMP/t.trace")
 rm -f "$TMP/t.trace"
 

@@ -41,7 +41,7 @@ enum {
 #define PRINTF_LIKE(f, a)
 #endif
 
-/* ---- growable strings and arrays ------------------------------------------------------- */
+/* ---- growable strings and arrays ------------------------------------------------------------- */
 
 typedef struct strbuf {
     char *p;
@@ -107,7 +107,7 @@ static char *dupn(const char *s, size_t n) {
     return d;
 }
 
-/* ---- the assembler's state --------------------------------------------------------------- */
+/* ---- the assembler's state ------------------------------------------------------------------- */
 
 /* A place in the source: the line (for the caret display) and the order of
  * assembly (diagnostics come out sorted by it). */
@@ -293,7 +293,7 @@ static int cmp_diag(const void *a, const void *b) {
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* ---- symbols ---------------------------------------------------------------------------- */
+/* ---- symbols --------------------------------------------------------------------------------- */
 
 static size_t hash_name(const char *s, size_t n) {
     uint32_t h = 2166136261u;
@@ -347,7 +347,7 @@ static int sym_add(asmctx *c, const char *s, size_t n) {
     return c->nsyms - 1;
 }
 
-/* ---- names: registers, control registers, mnemonics ---------------------------------------- */
+/* ---- names: registers, control registers, mnemonics ------------------------------------------ */
 
 static int lower(int ch) {
     return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
@@ -451,7 +451,7 @@ static void consider(const char *s, size_t n, const char *cand, const char **bes
     *bestd = d;
 }
 
-/* ---- the lexer ------------------------------------------------------------------------------ */
+/* ---- the lexer ------------------------------------------------------------------------------- */
 
 enum { T_EOL, T_IDENT, T_NUM, T_STR, T_PUNCT, T_BAD };
 enum { P_SHL = 'L', P_SHR = 'R' };
@@ -674,7 +674,7 @@ static void decode_string(parser *ps, const tok *t, strbuf *out) {
     }
 }
 
-/* ---- expressions ---------------------------------------------------------------------------- */
+/* ---- expressions ----------------------------------------------------------------------------- */
 
 typedef struct val {
     uint32_t v;
@@ -832,7 +832,7 @@ static int const_expr(parser *ps, uint32_t *v) {
     return 0;
 }
 
-/* ---- emitting bytes ------------------------------------------------------------------------- */
+/* ---- emitting bytes -------------------------------------------------------------------------- */
 
 static int emit(parser *ps, const uint8_t *src, uint8_t fill, uint32_t n) {
     asmctx *c = ps->c;
@@ -896,7 +896,7 @@ static int emit_fixup(parser *ps, const uint8_t *b, uint32_t n, const fixup *f) 
     return 0;
 }
 
-/* ---- instructions --------------------------------------------------------------------------- */
+/* ---- instructions ---------------------------------------------------------------------------- */
 
 /* Operands of each format, in source order, one letter each:
  *   a b  register into ra / rb        c C  control register into ra / rb
@@ -1101,8 +1101,7 @@ static void instruction(parser *ps, int op) {
     emit(ps, b, 0, encode(&in, b));
 }
 
-/* ---- symbols defined by the source ------------------------------------------------------------
- */
+/* ---- symbols defined by the source ----------------------------------------------------------- */
 
 static int define(parser *ps, const tok *name, uint32_t value, int is_label, int bad) {
     asmctx *c = ps->c;
@@ -1153,7 +1152,7 @@ static void equ(parser *ps, const tok *name) {
         define(ps, name, v, 0, 0);
 }
 
-/* ---- directives ----------------------------------------------------------------------------- */
+/* ---- directives ------------------------------------------------------------------------------ */
 
 static void assemble_file(asmctx *c, int fi);
 
@@ -1426,7 +1425,7 @@ static const struct {
 };
 enum { NDIRECTIVES = sizeof directives / sizeof directives[0] };
 
-/* ---- statements and files ------------------------------------------------------------------ */
+/* ---- statements and files -------------------------------------------------------------------- */
 
 static void statement(parser *ps) {
     tok t = ps->t;
@@ -1512,7 +1511,7 @@ static void assemble_file(asmctx *c, int fi) {
     }
 }
 
-/* ---- the end: fixups, overlaps, the image -------------------------------------------------- */
+/* ---- the end: fixups, overlaps, the image ---------------------------------------------------- */
 
 static void resolve_fixups(asmctx *c) {
     for (int i = 0; i < c->nfix && !c->oom; i++) {
@@ -1771,8 +1770,7 @@ const asm_line *asm_line_at(const asm_image *img, uint32_t addr) {
     return (uint64_t)addr < (uint64_t)l->addr + l->len ? l : NULL;
 }
 
-/* ---- the listing ------------------------------------------------------------------------------
- */
+/* ---- the listing ----------------------------------------------------------------------------- */
 
 static const uint8_t *bytes_at(const asm_image *img, uint32_t addr, uint32_t len) {
     for (int i = 0; i < img->nchunks; i++) {

@@ -24,15 +24,20 @@ enum { LF_NONE, LF_ADD, LF_SUB, LF_LOGIC };
 
 /* ---- flags ---------------------------------------------------------------------------- */
 
+/* Lazy condition codes (QEMU's trick, Bellard 2005): arithmetic records its
+ * operands, and the flags are computed only when something reads them.
+ * LF_ADD and LF_SUB keep a and b; LF_LOGIC keeps the result in lf_a. */
 static uint32_t arith_flags(const cpu_t *c) {
-    uint32_t a = c->lf_a, b = c->lf_b, r = c->lf_r, f = 0;
+    uint32_t a = c->lf_a, b = c->lf_b, r = a, f = 0;
     switch (c->lf_op) {
     case LF_NONE: return c->flags & CPU_FL_ARITH;
     case LF_ADD:
+        r = a + b;
         if (r < a) f |= CPU_FL_CF;
         if ((~(a ^ b) & (a ^ r)) >> 31) f |= CPU_FL_OF;
         break;
     case LF_SUB:
+        r = a - b;
         if (a < b) f |= CPU_FL_CF;
         if (((a ^ b) & (a ^ r)) >> 31) f |= CPU_FL_OF;
         break;
@@ -171,10 +176,14 @@ void cpu_intercept(cpu_t *c, int v, int on) {
         c->intercept[v >> 5] &= ~(1u << (v & 31));
 }
 
-void cpu_request_stop(cpu_t *c) { c->stop_req = 1; }
+void cpu_request_stop(cpu_t *c) {
+    c->stop_req = 1;
+    c->event_at = 0;
+}
 
 void cpu_raise_irq(cpu_t *c, int line) {
     if (line >= 0 && line < 32) c->irq_pending |= 1u << line;
+    c->event_at = 0;
 }
 
 int cpu_break_add(cpu_t *c, uint32_t va) {
@@ -219,6 +228,7 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
     }
     if (kind < 64 && ((c->stop_on >> kind) & 1)) {
         c->stop_req = 2;
+        c->event_at = 0;
         c->stop_event = (cpu_event){.kind = (uint8_t)kind, .mode = cpu_mode_byte(c), .a = (uint8_t)a,
                                     .b = (uint8_t)b, .pc = pc, .x = x, .y = y};
     }
@@ -271,6 +281,7 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
         }
         if ((c->stop_on >> EV_TRAP) & 1) {
             c->stop_req = 2;
+            c->event_at = 0;
             c->stop_event = (cpu_event){.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec,
                                         .b = (uint8_t)bcode, .pc = from_pc, .x = handler, .y = aux};
         }
@@ -322,6 +333,13 @@ static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, 
 
 /* Timer, interrupts and stop requests; returns an exit reason, -1 when an
  * interrupt was delivered (CPL and pc changed), or 0. */
+static void update_event_at(cpu_t *c) {
+    if (c->stop_req || c->halted || (c->irq_pending && (c->flags & CPU_FL_IF)))
+        c->event_at = 0;
+    else
+        c->event_at = c->timer_period ? c->timer_deadline : UINT64_MAX;
+}
+
 static int check_events(cpu_t *c) {
     if (c->timer_period && c->cycles >= c->timer_deadline) {
         c->irq_pending |= 1;
@@ -337,8 +355,10 @@ static int check_events(cpu_t *c) {
     if (c->stop_req) {
         int r = c->stop_req == 2 ? CPU_EXIT_EVENT : CPU_EXIT_STOP;
         c->stop_req = 0;
+        update_event_at(c);
         return r;
     }
+    update_event_at(c);
     return 0;
 }
 
@@ -360,7 +380,8 @@ static int do_halt(cpu_t *c, uint32_t pc) {
 
 static int iret(cpu_t *c, int behaviour) {
     uint32_t f[5];
-    if (mmu_access_slow(c, c->r[CPU_REG_SP], f, sizeof f, ACC_READ)) return -1;
+    int v = mmu_access_slow(c, c->r[CPU_REG_SP], f, sizeof f, ACC_READ);
+    if (v) return v;
     uint32_t new_cpl = f[3] & 3, from = c->pc;
     if (behaviour == SILENT) { /* cannot raise privilege or touch IF */
         if (new_cpl < c->cpl) new_cpl = c->cpl;
@@ -383,413 +404,284 @@ static uint32_t cpuid(const cpu_t *c, uint32_t leaf) {
     }
 }
 
-#define ENDS_BLOCK(op) (cpu_isa[op].part == SYSTEM)
+/* ---- the system part, out of the hot loop ------------------------------------------------ */
 
-static inline __attribute__((always_inline)) int run_loop(cpu_t *c, uint64_t max, const int checked) {
+/* Execute one system-part instruction at c->pc (cycles and steps at its
+ * start).  Retires it (cost, step) and leaves c->pc at the next instruction
+ * to run.  Returns 0 or an exit reason. */
+static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
+    uint32_t pc = c->pc, npc = pc + in->size, w[2];
     uint32_t *R = c->r;
-    const uint64_t end = c->steps + max;
-    uint32_t page_va = 1; /* never a page base: forces a fetch */
-    cpu_insn *page = NULL;
-    uint8_t *page_host = NULL;
-    uint32_t page_ppn = 0;
-    uint32_t need_r, need_w;
-    int skip_break = 1; /* a run that starts on a breakpoint executes it */
-    int rc = 0, fv = 0;
-    uint32_t cost = 0; /* of the instruction in flight, charged when it retires */
-    uint32_t tlb_gen = c->tlb_gen;
-    uint32_t w[2];
+    int op = in->op, ra = in->ra, rb = in->rb, rc = 0, beh = TRAP, fv = 0;
+    cpu_encode(in, w);
+#define RETIRE()                                                                                   \
+    do {                                                                                           \
+        c->cycles += cost;                                                                         \
+        c->steps++;                                                                                \
+    } while (0)
+#define TRAP_OUT(vec, cause, err, aux)                                                             \
+    do {                                                                                           \
+        rc = raise_trap(c, vec, cause, err, aux, pc, w, in);                                       \
+        RETIRE();                                                                                  \
+        return rc;                                                                                 \
+    } while (0)
 
-    if (c->dead) return CPU_EXIT_SHUTDOWN;
-
-reload:
-    need_r = mmu_need(c, 0);
-    need_w = mmu_need(c, 1);
-    page_va = 1;
-block:
-    if (unlikely(c->tlb_gen != tlb_gen)) {
-        tlb_gen = c->tlb_gen;
-        page_va = 1;
+    if (op >= OP_VMXON && op <= OP_VMCALL) {
+        if (c->nonroot) { /* a VM exit: the VMM decides (VT-x, SDM 25.1) */
+            c->exit = (cpu_exit){.reason = CPU_EXIT_VMX, .pc = pc, .next_pc = npc, .insn = *in};
+            c->exit.word[0] = w[0];
+            c->exit.word[1] = w[1];
+            RETIRE();
+            return CPU_EXIT_VMX;
+        }
+        if ((!c->vmx_on && op != OP_VMXON) || op == OP_VMCALL) TRAP_OUT(VEC_UD, CAUSE_UD, 0, w[0]);
     }
-    if (c->timer_period | c->irq_pending | (uint32_t)c->stop_req | c->halted) {
-        rc = check_events(c);
-        if (rc < 0) goto reload; /* an interrupt was delivered */
-        if (rc) goto out;
-        if (c->halted) {
-            c->exit.pc = c->pc;
-            rc = CPU_EXIT_HALT;
-            goto out;
-        }
+    if (c->cpl > 0 && cpu_op_configurable(op)) {
+        beh = c->behaviour[op];
+        if (op == OP_RDTSC && (c->cr[CR_STATUS] & CPU_ST_TSD)) beh = TRAP;
+        if (beh == TRAP) TRAP_OUT(VEC_GP, CAUSE_PRIV, 0, w[0]);
+        cpu_emit(c, EV_SENSITIVE, beh, op, pc, w[0], 0);
     }
-
-    for (;;) {
-        uint32_t pc = c->pc;
-        cpu_insn in;
-        if (c->steps >= end) {
-            rc = CPU_EXIT_BUDGET;
-            goto out;
+    c->pc = npc;
+    switch (op) {
+    case OP_CLI:
+        if (beh != SILENT) c->flags &= ~CPU_FL_IF;
+        break;
+    case OP_STI:
+        if (beh != SILENT) c->flags |= CPU_FL_IF;
+        break;
+    case OP_PUSHF: {
+        uint32_t f = cpu_get_flags(c);
+        if ((fv = mmu_access_slow(c, R[CPU_REG_SP] - 4, &f, 4, ACC_WRITE))) break;
+        R[CPU_REG_SP] -= 4;
+        break;
+    }
+    case OP_POPF: {
+        uint32_t v;
+        if ((fv = mmu_access_slow(c, R[CPU_REG_SP], &v, 4, ACC_READ))) break;
+        R[CPU_REG_SP] += 4;
+        if (beh == SILENT) v = (v & ~CPU_FL_IF) | (c->flags & CPU_FL_IF);
+        cpu_set_flags(c, v);
+        break;
+    }
+    case OP_HLT:
+        if (beh == SILENT) break;
+        rc = do_halt(c, pc);
+        break;
+    case OP_IRET:
+        c->pc = pc;
+        fv = iret(c, beh);
+        break;
+    case OP_IN: {
+        uint32_t v = 0xffffffffu;
+        if (beh != SILENT) io_port(c, 0, (uint16_t)in->imm, &v, pc);
+        R[ra] = v;
+        break;
+    }
+    case OP_OUT:
+        if (beh != SILENT) {
+            uint32_t v = R[rb];
+            io_port(c, 1, (uint16_t)in->imm, &v, pc);
         }
-        if (likely((pc & ~0xfffu) == page_va)) {
-        fetched:
-            in = page[(pc & 0xfff) >> 2];
-            if (unlikely(in.op >= OP_INVALID)) {
-                if (in.op == OP_UNDECODED) in = mmu_decode_slot(c, page_ppn, (pc & 0xfff) >> 2);
-                if (in.op == OP_XPAGE) {
-                    uint32_t ww[2];
-                    if ((fv = mmu_access_slow(c, pc, ww, 8, ACC_FETCH))) goto fetch_fault;
-                    in = cpu_decode(ww[0], ww[1]);
-                }
-            }
-        } else if (!(pc & 3)) {
-            cpu_tlb_entry *e = &c->tlb[(pc >> 12) & (CPU_TLB_SIZE - 1)];
-            if (!(e->vpn == (pc >> 12) + 1 && (e->perm & need_r))) {
-                e = mmu_fill(c, pc, ACC_FETCH, &fv);
-                if (!e) goto fetch_fault;
-                tlb_gen = c->tlb_gen;
-            }
-            page = c->code[e->ppn];
-            if (unlikely(!page || !c->code_page[e->ppn])) page = mmu_code_page(c, e->ppn);
-            if (!page) abort(); /* host out of memory */
-            page_va = pc & ~0xfffu;
-            page_ppn = e->ppn;
-            page_host = e->host;
-            goto fetched;
-        } else { /* unaligned pc: fetch and decode each time */
-            uint32_t ww[2] = {0, 0};
-            if ((fv = mmu_access_slow(c, pc, ww, 4, ACC_FETCH))) goto fetch_fault;
-            in = cpu_decode(ww[0], 0);
-            if (in.size == 8) {
-                if ((fv = mmu_access_slow(c, pc + 4, &ww[1], 4, ACC_FETCH))) goto fetch_fault;
-                in = cpu_decode(ww[0], ww[1]);
-            }
-        }
-
-        if (checked) {
-            if (c->nbreaks && !skip_break && is_break(c, pc)) {
-                cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);
-                c->exit.reason = CPU_EXIT_BREAK;
-                c->exit.pc = pc;
-                rc = CPU_EXIT_BREAK;
-                goto out;
-            }
-            skip_break = 0;
-            if (c->trace && c->trace->insns) {
-                uint32_t enc[2] = {0, 0};
-                cpu_encode(&in, enc);
-                uint32_t ic = in.op < OP_COUNT ? c->cost[in.op] : 1;
-                cpu_event e = {.kind = EV_INSN, .mode = cpu_mode_byte(c),
-                               .b = (uint8_t)(ic > 255 ? 255 : ic), .pc = pc, .x = enc[0], .y = enc[1]};
-                cpu_trace_put(c->trace, c->steps, c->cycles, &e);
-            }
-        }
-        (void)page_host;
-
-        uint32_t npc = pc + in.size;
-        uint32_t ra = in.ra, rb = in.rb;
-        int32_t imm = in.imm;
-        if (unlikely(in.op >= OP_COUNT)) {
-            cost = 1;
-            w[0] = (uint32_t)imm;
-            w[1] = 0;
-            rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, (uint32_t)imm, pc, w, &in);
-            if (rc) goto retire_out;
-            goto retire_reload;
-        }
-        cost = c->cost[in.op];
-
-        /* sensitive instruction at CPL>0: the policy decides */
-        int beh = TRAP;
-        if (unlikely(cpu_isa[in.op].part == SYSTEM)) {
-            if (in.op >= OP_VMXON && in.op <= OP_VMCALL) {
-                if (c->nonroot) { /* a VM exit: the VMM decides (VT-x, SDM 25.1.3) */
-                    c->exit.reason = CPU_EXIT_VMX;
-                    goto vmx_exit;
-                }
-                if ((!c->vmx_on && in.op != OP_VMXON) || in.op == OP_VMCALL) {
-                    c->pc = pc;
-                    cpu_encode(&in, w);
-                    rc = raise_trap(c, VEC_UD, CAUSE_UD, 0, w[0], pc, w, &in);
-                    if (rc) goto retire_out;
-                    goto retire_reload;
-                }
-            }
-            if (c->cpl > 0 && cpu_op_configurable(in.op)) {
-                beh = c->behaviour[in.op];
-                if (in.op == OP_RDTSC && (c->cr[CR_STATUS] & CPU_ST_TSD)) beh = TRAP;
-                if (beh == TRAP) {
-                    c->pc = pc;
-                    cpu_encode(&in, w);
-                    rc = raise_trap(c, VEC_GP, CAUSE_PRIV, 0, w[0], pc, w, &in);
-                    if (rc) goto retire_out;
-                    goto retire_reload;
-                }
-                cpu_encode(&in, w);
-                cpu_emit(c, EV_SENSITIVE, beh, in.op, pc, w[0], 0);
-            }
-        }
-
-        switch (in.op) {
-        case OP_NOP: break;
-        case OP_MOV: R[ra] = R[rb]; break;
-        case OP_LI: R[ra] = (uint32_t)imm; break;
-#define ARITH(kind, expr, B)                                                                      \
-    {                                                                                              \
-        uint32_t a_ = R[ra], b_ = (B);                                                             \
-        uint32_t r_ = expr;                                                                        \
-        c->lf_op = kind;                                                                           \
-        c->lf_a = a_;                                                                              \
-        c->lf_b = b_;                                                                              \
-        c->lf_r = r_;                                                                              \
-        R[ra] = r_;                                                                                \
-    }                                                                                              \
-    break;
-        case OP_ADD: ARITH(LF_ADD, a_ + b_, R[rb])
-        case OP_ADDI: ARITH(LF_ADD, a_ + b_, (uint32_t)imm)
-        case OP_SUB: ARITH(LF_SUB, a_ - b_, R[rb])
-        case OP_AND: ARITH(LF_LOGIC, a_ & b_, R[rb])
-        case OP_ANDI: ARITH(LF_LOGIC, a_ & b_, (uint32_t)imm)
-        case OP_OR: ARITH(LF_LOGIC, a_ | b_, R[rb])
-        case OP_ORI: ARITH(LF_LOGIC, a_ | b_, (uint32_t)imm)
-        case OP_XOR: ARITH(LF_LOGIC, a_ ^ b_, R[rb])
-        case OP_SHL: ARITH(LF_LOGIC, a_ << (b_ & 31), R[rb])
-        case OP_SHLI: ARITH(LF_LOGIC, a_ << (b_ & 31), (uint32_t)imm)
-        case OP_SHR: ARITH(LF_LOGIC, a_ >> (b_ & 31), R[rb])
-        case OP_SHRI: ARITH(LF_LOGIC, a_ >> (b_ & 31), (uint32_t)imm)
-        case OP_SAR: ARITH(LF_LOGIC, (uint32_t)((int32_t)a_ >> (b_ & 31)), R[rb])
-        case OP_MUL: ARITH(LF_LOGIC, a_ * b_, R[rb])
-#undef ARITH
-        case OP_CMP:
-            c->lf_op = LF_SUB;
-            c->lf_a = R[ra];
-            c->lf_b = R[rb];
-            c->lf_r = R[ra] - R[rb];
-            break;
-        case OP_CMPI:
-            c->lf_op = LF_SUB;
-            c->lf_a = R[ra];
-            c->lf_b = (uint32_t)imm;
-            c->lf_r = R[ra] - (uint32_t)imm;
-            break;
-        case OP_DIV:
-        case OP_REM:
-            if (R[rb] == 0) {
-                c->pc = pc;
-                cpu_encode(&in, w);
-                rc = raise_trap(c, VEC_DE, CAUSE_DE, 0, w[0], pc, w, &in);
-                if (rc) goto retire_out;
-                goto retire_reload;
-            }
-            R[ra] = in.op == OP_DIV ? R[ra] / R[rb] : R[ra] % R[rb];
-            break;
-        case OP_LD: {
-            uint32_t v;
-            if (unlikely(fv = mmu_load32(c, R[rb] + (uint32_t)imm, need_r, &v))) goto mem_fault;
-            R[ra] = v;
-            break;
-        }
-        case OP_LDB: {
-            uint32_t v;
-            if (unlikely(fv = mmu_load8(c, R[rb] + (uint32_t)imm, need_r, &v))) goto mem_fault;
-            R[ra] = v;
-            break;
-        }
-        case OP_ST:
-            if (unlikely(fv = mmu_store32(c, R[ra] + (uint32_t)imm, need_w, R[rb]))) goto mem_fault;
-            break;
-        case OP_STB:
-            if (unlikely(fv = mmu_store8(c, R[ra] + (uint32_t)imm, need_w, R[rb]))) goto mem_fault;
-            break;
-        case OP_PUSH: {
-            uint32_t sp = R[CPU_REG_SP] - 4;
-            if (unlikely(fv = mmu_store32(c, sp, need_w, R[ra]))) goto mem_fault;
-            R[CPU_REG_SP] = sp;
-            break;
-        }
-        case OP_POP: {
-            uint32_t v;
-            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
-            R[CPU_REG_SP] += 4;
-            R[ra] = v;
-            break;
-        }
-        case OP_JMP: c->pc = (uint32_t)imm; goto retire_block;
-        case OP_JMPR: c->pc = R[ra]; goto retire_block;
-        case OP_CALL:
-        case OP_CALLR: {
-            uint32_t sp = R[CPU_REG_SP] - 4, target = in.op == OP_CALL ? (uint32_t)imm : R[ra];
-            if (unlikely(fv = mmu_store32(c, sp, need_w, npc))) goto mem_fault;
-            R[CPU_REG_SP] = sp;
-            c->pc = target;
-            goto retire_block;
-        }
-        case OP_RET: {
-            uint32_t v;
-            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
-            R[CPU_REG_SP] += 4;
-            c->pc = v;
-            goto retire_block;
-        }
-        case OP_JE:
-        case OP_JNE:
-        case OP_JL:
-        case OP_JGE:
-        case OP_JLE:
-        case OP_JG:
-        case OP_JB:
-        case OP_JAE:
-            c->pc = cond(c, in.op) ? npc + (uint32_t)imm : npc;
-            goto retire_block;
-        case OP_INT:
-        case OP_SYSCALL:
-        case OP_BRK: {
-            int vec = in.op == OP_SYSCALL ? VEC_SYSCALL : in.op == OP_BRK ? VEC_BP : (imm & 0xff);
-            cpu_encode(&in, w);
-            if (c->cpl > 0 && vec != VEC_BP && vec < 0x80) {
-                c->pc = pc;
-                rc = raise_trap(c, VEC_GP, CAUSE_INT_DENIED, (uint32_t)vec, w[0], pc, w, &in);
-            } else {
-                c->pc = npc;
-                rc = raise_trap(c, vec, CAUSE_SOFT, 0, w[0], pc, w, &in);
-            }
-            if (rc) goto retire_out;
-            goto retire_reload;
-        }
-        /* ---- system part ---- */
-        case OP_CLI:
-            if (beh != SILENT) c->flags &= ~CPU_FL_IF;
-            break;
-        case OP_STI:
-            if (beh != SILENT) c->flags |= CPU_FL_IF;
-            break;
-        case OP_PUSHF: {
-            uint32_t sp = R[CPU_REG_SP] - 4;
-            if (unlikely(fv = mmu_store32(c, sp, need_w, cpu_get_flags(c)))) goto mem_fault;
-            R[CPU_REG_SP] = sp;
-            break;
-        }
-        case OP_POPF: {
-            uint32_t v;
-            if (unlikely(fv = mmu_load32(c, R[CPU_REG_SP], need_r, &v))) goto mem_fault;
-            R[CPU_REG_SP] += 4;
-            if (beh == SILENT) v = (v & ~CPU_FL_IF) | (c->flags & CPU_FL_IF);
-            cpu_set_flags(c, v);
-            break;
-        }
-        case OP_HLT:
-            c->pc = npc;
-            if (beh == SILENT) break;
-            if ((rc = do_halt(c, pc))) goto retire_out;
-            goto retire_block;
-        case OP_IRET:
-            c->pc = pc;
-            if ((fv = iret(c, beh))) goto mem_fault;
-            goto retire_reload;
-        case OP_IN: {
-            uint32_t v = 0xffffffffu;
-            if (beh != SILENT) io_port(c, 0, (uint16_t)imm, &v, pc);
-            R[ra] = v;
-            break;
-        }
-        case OP_OUT:
-            if (beh != SILENT) {
-                uint32_t v = R[rb];
-                io_port(c, 1, (uint16_t)imm, &v, pc);
-            }
-            break;
-        case OP_WRCR:
-            if (beh != SILENT) cpu_set_cr(c, ra, R[rb]);
-            c->pc = npc;
-            goto retire_reload;
-        case OP_RDCR: R[ra] = cpu_get_cr(c, rb); break;
-        case OP_INVLPG:
-            if (beh != SILENT) mmu_invlpg(c, R[ra]);
-            c->pc = npc;
-            goto retire_reload;
-        case OP_SIDT: R[ra] = c->cr[CR_VBR]; break;
-        case OP_SMSW: R[ra] = cpu_get_cr(c, CR_STATUS); break;
-        case OP_RDTSC: {
-            uint64_t t = c->cycles + (uint64_t)c->tsc_offset;
-            R[ra] = (uint32_t)t;
-            R[rb] = (uint32_t)(t >> 32);
-            break;
-        }
-        case OP_CPUID: R[ra] = cpuid(c, R[rb]); break;
-        case OP_VMXON:
-            if (beh == SILENT) break;
-            if (c->vmx_on) { /* VMfailInvalid: CF=1, other arithmetic flags cleared (SDM 30.2) */
-                cpu_set_flags(c, (c->flags & CPU_FL_IF) | CPU_FL_CF);
-                break;
-            }
+        break;
+    case OP_WRCR:
+        if (beh != SILENT) cpu_set_cr(c, ra, R[rb]);
+        break;
+    case OP_RDCR: R[ra] = cpu_get_cr(c, rb); break;
+    case OP_INVLPG:
+        if (beh != SILENT) mmu_invlpg(c, R[ra]);
+        break;
+    case OP_SIDT: R[ra] = c->cr[CR_VBR]; break;
+    case OP_SMSW: R[ra] = cpu_get_cr(c, CR_STATUS); break;
+    case OP_RDTSC: {
+        uint64_t t = c->cycles + (uint64_t)c->tsc_offset;
+        R[ra] = (uint32_t)t;
+        R[rb] = (uint32_t)(t >> 32);
+        break;
+    }
+    case OP_CPUID: R[ra] = cpuid(c, R[rb]); break;
+    case OP_VMXON:
+        if (beh == SILENT) break;
+        if (c->vmx_on) /* VMfailInvalid: CF=1, other arithmetic flags cleared (SDM 30.2) */
+            cpu_set_flags(c, (c->flags & CPU_FL_IF) | CPU_FL_CF);
+        else
             c->vmx_on = 1;
-            break;
-        case OP_VMXOFF:
-            if (beh != SILENT) c->vmx_on = 0;
-            break;
-        case OP_VMLAUNCH:
-        case OP_VMRESUME:
-        case OP_VMREAD:
-        case OP_VMWRITE:
-            if (beh == SILENT) break;
-            c->exit.reason = CPU_EXIT_VMX;
-            goto vmx_exit;
-        default: /* OP_VMCALL outside non-root was handled above */ break;
-        }
-        c->pc = npc;
-        c->cycles += cost;
-        c->steps++;
-        if (ENDS_BLOCK(in.op)) goto block;
-        continue;
-
-    mem_fault:
+        break;
+    case OP_VMXOFF:
+        if (beh != SILENT) c->vmx_on = 0;
+        break;
+    case OP_VMLAUNCH:
+    case OP_VMRESUME:
+    case OP_VMREAD:
+    case OP_VMWRITE:
+        if (beh == SILENT) break;
         c->pc = pc;
-        cpu_encode(&in, w);
-        rc = raise_trap(c, fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
-                        c->fault_addr, pc, w, &in);
-        if (rc) goto retire_out;
-        goto retire_reload;
-    vmx_exit:
-        c->pc = pc;
-        cpu_encode(&in, w);
-        c->exit.vector = 0;
-        c->exit.cause = 0;
-        c->exit.pc = pc;
-        c->exit.next_pc = npc;
+        c->exit = (cpu_exit){.reason = CPU_EXIT_VMX, .pc = pc, .next_pc = npc, .insn = *in};
         c->exit.word[0] = w[0];
         c->exit.word[1] = w[1];
-        c->exit.insn = in;
         rc = CPU_EXIT_VMX;
-        goto retire_out;
+        break;
+    default: break;
     }
-
-retire_block:
-    c->cycles += cost;
-    c->steps++;
-    goto block;
-retire_reload:
-    c->cycles += cost;
-    c->steps++;
-    goto reload;
-retire_out:
-    c->cycles += cost;
-    c->steps++;
-    goto out;
-
-
-fetch_fault:
-    c->steps++; /* the attempt counts, so a fault loop still ends on the budget */
-    rc = raise_trap(c, fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
-                    c->fault_addr, c->pc, NULL, NULL);
-    if (rc) goto out;
-    goto reload;
-
-out:
-    if (rc == CPU_EXIT_BUDGET || rc == CPU_EXIT_EVENT || rc == CPU_EXIT_STOP || rc == CPU_EXIT_SHUTDOWN)
-        c->exit.pc = c->pc;
-    c->exit.reason = rc;
+    if (fv) {
+        c->pc = pc;
+        TRAP_OUT(fv, fv == VEC_PF ? CAUSE_PF : CAUSE_BUS, fv == VEC_PF ? c->fault_err : 0,
+                 c->fault_addr);
+    }
+    RETIRE();
     return rc;
+#undef TRAP_OUT
+#undef RETIRE
 }
 
-static int run_fast(cpu_t *c, uint64_t max) { return run_loop(c, max, 0); }
-static int run_checked(cpu_t *c, uint64_t max) { return run_loop(c, max, 1); }
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+/* Dispatch: with GCC or Clang each handler jumps straight to the next one
+ * through a table of label addresses (threaded code, as in Lua's lvm.c with
+ * ljumptab.h); elsewhere a switch runs the same bodies. */
+#if defined(__GNUC__) && !defined(VLAB_NO_JUMPTABLE)
+#define vmdispatch(o) goto *disptab[o];
+#define vmcase(l) L_##l:
+#define vmnext goto *disptab[ip->op]
+#else
+#define vmdispatch(o) switch (o)
+#define vmcase(l) case l:
+#define vmnext goto dispatch
+#endif
+
+/* The hot state lives in locals: pc, the decoded slot ip, the cycle count,
+ * and the steps left in this call.  SAVE() hands it to the machine before
+ * anything out of line looks at it; LOAD() takes it back. */
+#define SAVE()                                                                                     \
+    do {                                                                                           \
+        c->pc = pc;                                                                                \
+        c->steps = end - left;                                                                     \
+        c->cycles = cyc;                                                                           \
+    } while (0)
+#define LOAD()                                                                                     \
+    do {                                                                                           \
+        pc = c->pc;                                                                                \
+        left = end - c->steps;                                                                     \
+        cyc = c->cycles;                                                                           \
+        event_at = c->event_at;                                                                    \
+        if (c->tlb_gen != tlb_gen) { /* a TLB entry changed: look the code page up again */        \
+            tlb_gen = c->tlb_gen;                                                                  \
+            page_va = 1;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* Retire the instruction at ip, size n bytes, and go on to the next one in
+ * the same page (the page's sentinel slot catches running off its end). */
+#define NEXT(op, n)                                                                                \
+    do {                                                                                           \
+        cyc += c->cost[op];                                                                        \
+        pc += (n);                                                                                 \
+        ip += (n) / 4;                                                                             \
+        if (unlikely(--left == 0)) goto budget;                                                    \
+        PRE_INSN();                                                                                \
+        vmnext;                                                                                    \
+    } while (0)
+/* Retire a control transfer to npc: a block boundary. */
+#define JUMP(op, target)                                                                           \
+    do {                                                                                           \
+        cyc += c->cost[op];                                                                        \
+        pc = (target);                                                                             \
+        if (unlikely(--left == 0)) goto budget;                                                    \
+        goto block;                                                                                \
+    } while (0)
+
+/* Before each instruction of the checked loop: breakpoints and the
+ * per-instruction trace record. */
+#define PRE_INSN()                                                                                 \
+    do {                                                                                           \
+        if (checked) {                                                                             \
+            SAVE();                                                                                \
+            if (pre_insn(c, ip, pc, &skip_break)) {                                                \
+                rc = CPU_EXIT_BREAK;                                                               \
+                goto out;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* A data access through the TLB fast path, or the slow path on a miss. */
+#define MEM(acc, need, addr, buf, n, fastcond, fastop)                                             \
+    do {                                                                                           \
+        uint32_t a_ = (addr);                                                                      \
+        cpu_tlb_entry *e_ = &c->tlb[(a_ >> 12) & (CPU_TLB_SIZE - 1)];                              \
+        if (likely(e_->vpn == (a_ >> 12) + 1 && (e_->perm & (need)) && (fastcond))) {              \
+            uint8_t *h_ = e_->host + (a_ & 0xfff);                                                 \
+            fastop;                                                                                \
+        } else {                                                                                   \
+            SAVE();                                                                                \
+            fv = mmu_access_slow(c, a_, (buf), (n), (acc));                                        \
+            LOAD();                                                                                \
+            if (fv) goto mem_fault;                                                                \
+        }                                                                                          \
+    } while (0)
+#define LD32(addr, dst) MEM(ACC_READ, need_r, addr, &(dst), 4, (a_ & 0xfff) <= 0xffc, memcpy(&(dst), h_, 4))
+#define ST32(addr, val)                                                                            \
+    do {                                                                                           \
+        uint32_t v_ = (val);                                                                       \
+        MEM(ACC_WRITE, need_w, addr, &v_, 4, (a_ & 0xfff) <= 0xffc, memcpy(h_, &v_, 4));            \
+    } while (0)
+#define LD8(addr, dst)                                                                             \
+    do {                                                                                           \
+        uint8_t b_ = 0;                                                                            \
+        MEM(ACC_READ, need_r, addr, &b_, 1, 1, b_ = *h_);                                          \
+        (dst) = b_;                                                                                \
+    } while (0)
+#define ST8(addr, val)                                                                             \
+    do {                                                                                           \
+        uint8_t b_ = (uint8_t)(val);                                                               \
+        MEM(ACC_WRITE, need_w, addr, &b_, 1, 1, *h_ = b_);                                         \
+    } while (0)
+
+/* Breakpoint check and trace record for the instruction at pc (state saved).
+ * Returns 1 when a breakpoint stops the run. */
+static int pre_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, int *skip_break) {
+    if (c->nbreaks && !*skip_break && is_break(c, pc)) {
+        cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);
+        c->exit.pc = pc;
+        return 1;
+    }
+    *skip_break = 0;
+    cpu_trace *t = c->trace;
+    if (t && t->insns && ip->op < OP_INTERNAL_COUNT && ip->op != OP_UNDECODED && ip->op != OP_PAGEEND &&
+        ip->op != OP_XPAGE) {
+        uint32_t enc[2] = {0, 0};
+        cpu_encode(ip, enc);
+        uint32_t ic = ip->op < OP_COUNT ? c->cost[ip->op] : 1;
+        cpu_event e = {.kind = EV_INSN, .mode = cpu_mode_byte(c), .b = (uint8_t)(ic > 255 ? 255 : ic),
+                       .pc = pc, .x = enc[0], .y = enc[1]};
+        if (likely(c->steps == t->step && c->cycles == t->cycle && t->n < t->cap)) {
+            t->buf[t->n++] = e;
+            t->step++;
+            t->cycle += e.b;
+        } else {
+            cpu_trace_put(t, c->steps, c->cycles, &e);
+        }
+    }
+    return 0;
+}
+
+#define LF_SET(op_, a_, b_)                                                                        \
+    do {                                                                                           \
+        c->lf_op = (op_);                                                                          \
+        c->lf_a = (a_);                                                                            \
+        c->lf_b = (b_);                                                                            \
+    } while (0)
+
+#define RUN_LOOP run_fast
+#define CHECKED 0
+#include "cpu/loop.inc"
+#undef RUN_LOOP
+#undef CHECKED
+
+#define RUN_LOOP run_checked
+#define CHECKED 1
+#include "cpu/loop.inc"
+#undef RUN_LOOP
+#undef CHECKED
 
 int cpu_run(cpu_t *c, uint64_t max_steps) {
     if (max_steps == 0) return CPU_EXIT_BUDGET;

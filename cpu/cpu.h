@@ -105,7 +105,7 @@ struct cpu {
     uint32_t pc;
     uint32_t flags; /* IF and, when lf_op is LF_NONE, CF ZF SF OF (use cpu_get_flags) */
     uint8_t lf_op;  /* lazy condition codes: how the last arithmetic set them */
-    uint32_t lf_a, lf_b, lf_r;
+    uint32_t lf_a, lf_b;
     uint32_t cr[CPU_NCR];
     uint8_t cpl;
     uint8_t vmx_on;   /* VMX operation (vmxon executed) */
@@ -129,6 +129,7 @@ struct cpu {
     /* devices */
     uint32_t timer_period;
     uint64_t timer_deadline;
+    uint64_t event_at;    /* the run loop looks at timer, interrupts and stops from this cycle on */
     uint32_t irq_pending; /* bit n: IRQ line n is pending */
     char *console;
     size_t console_len, console_cap, console_max;

@@ -37,6 +37,7 @@ void io_port(cpu_t *c, int is_out, uint16_t port, uint32_t *value, uint32_t pc) 
         if (is_out) {
             c->timer_period = *value;
             c->timer_deadline = c->cycles + *value;
+            c->event_at = 0; /* the run loop recomputes when to look next */
         } else {
             *value = c->timer_period && c->timer_deadline > c->cycles
                          ? (uint32_t)(c->timer_deadline - c->cycles)

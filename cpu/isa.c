@@ -88,7 +88,7 @@ cpu_insn cpu_decode(uint32_t w0, uint32_t w1) {
         in.size = 8;
         in.imm = (int32_t)w1;
         break;
-    case F_IMM:
+    case F_IMM: in.imm = (int32_t)((w0 >> 16) & 0xff); break; /* the vector: 8 bits */
     case F_PIN:
     case F_POUT: in.imm = (int32_t)(w0 >> 16); break;
     default: break;
@@ -118,7 +118,11 @@ static const char *reg(int r) {
     return names[r & 15];
 }
 
-static const char *cr(int n) { return n < CPU_NCR ? cpu_cr_names[n] : "cr?"; }
+static const char *cr(int n) {
+    static const char *const numbered[16] = {"cr0", "cr1", "cr2",  "cr3",  "cr4",  "cr5",  "cr6",  "cr7",
+                                             "cr8", "cr9", "cr10", "cr11", "cr12", "cr13", "cr14", "cr15"};
+    return n < CPU_NCR ? cpu_cr_names[n] : numbered[n & 15];
+}
 
 static void fmt_disp(char *buf, size_t len, int32_t d) {
     if (d == 0)

@@ -46,7 +46,9 @@ typedef enum cpu_op {
     OP_COUNT,
     OP_INVALID = OP_COUNT, /* decoded from an unassigned opcode byte: #UD */
     OP_XPAGE,              /* an 8-byte instruction straddling a page (executor-internal) */
-    OP_UNDECODED           /* predecode slot not filled yet (executor-internal) */
+    OP_UNDECODED,          /* predecode slot not filled yet (executor-internal) */
+    OP_PAGEEND,            /* the sentinel slot after a page's last one (executor-internal) */
+    OP_INTERNAL_COUNT
 } cpu_op;
 
 /* One row of isa.def, as data. */

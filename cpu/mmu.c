@@ -165,10 +165,12 @@ int cpu_phys_write(cpu_t *c, uint32_t pa, const void *src, size_t n) {
 
 cpu_insn *mmu_code_page(cpu_t *c, uint32_t ppn) {
     if (!c->code[ppn]) {
-        cpu_insn *s = malloc(sizeof(cpu_insn) * (CPU_PAGE / 4));
+        /* one slot per word, plus a sentinel that sends the executor to the next page */
+        cpu_insn *s = malloc(sizeof(cpu_insn) * (CPU_PAGE / 4 + 1));
         if (!s) return NULL;
         c->code[ppn] = s;
         for (unsigned i = 0; i < CPU_PAGE / 4; i++) s[i].op = OP_UNDECODED;
+        s[CPU_PAGE / 4] = (cpu_insn){.op = OP_PAGEEND};
     }
     if (!c->code_page[ppn]) {
         c->code_page[ppn] = 1;

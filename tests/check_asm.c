@@ -13,7 +13,7 @@
 
 Suite *suite_asm(void);
 
-/* ---- helpers ------------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 /* In-memory files for .include, through asm_options.read. */
 typedef struct memfile {
@@ -206,7 +206,7 @@ START_TEST(test_aliases_and_case) {
 }
 END_TEST
 
-/* ---- directives, symbols, expressions ------------------------------------------------------ */
+/* ---- directives, symbols, expressions -------------------------------------------------------- */
 
 START_TEST(test_org_chunks) {
     asm_image img = ok("        .org 0x2000\n"
@@ -215,14 +215,18 @@ START_TEST(test_org_chunks) {
                        "first:  .byte 1, 2\n"
                        "        .org 0x1002\n"
                        "        .byte 3\n"
-                       "        .org 0x3000\n");
-    ck_assert_int_eq(img.nchunks, 2); /* sorted; 0x1000 and 0x1002 merged; the empty one dropped */
+                       "        .org 0x3000\n"
+                       "        . = 0x4000\n"
+                       "        .byte 7\n");
+    ck_assert_int_eq(img.nchunks, 3); /* sorted; 0x1000 and 0x1002 merged; the empty one dropped */
     ck_assert_uint_eq(img.chunks[0].addr, 0x1000);
     ck_assert_uint_eq(img.chunks[0].len, 3);
     ck_assert_mem_eq(img.chunks[0].data, "\1\2\3", 3);
     ck_assert_uint_eq(img.chunks[1].addr, 0x2000);
     ck_assert_uint_eq(img.chunks[1].len, 4);
     ck_assert_mem_eq(img.chunks[1].data, "\x44\x33\x22\x11", 4);
+    ck_assert_uint_eq(img.chunks[2].addr, 0x4000);
+    ck_assert_int_eq(byte_at(&img, 0x4000), 7);
     ck_assert_uint_eq(img.entry, 0x1000); /* no start: the lowest address */
     ck_assert_uint_eq(sym(&img, "first"), 0x1000);
     asm_image_free(&img);
@@ -408,7 +412,7 @@ START_TEST(test_origin_entry_line_map) {
 }
 END_TEST
 
-/* ---- includes and the listing --------------------------------------------------------------- */
+/* ---- includes and the listing ---------------------------------------------------------------- */
 
 static const memfile lib_files[] = {
     {"lib/io.s", "PORT = 0x3f8\n"
@@ -549,7 +553,7 @@ START_TEST(test_listing) {
 }
 END_TEST
 
-/* ---- diagnostics, word for word ------------------------------------------------------------ */
+/* ---- diagnostics, word for word -------------------------------------------------------------- */
 
 static const struct {
     const char *src;
@@ -588,6 +592,9 @@ static const struct {
      "t.s:1:8: error: unknown control register 'foo' (status, vbr, faddr, ptbr, ksp)\n"
      "  wrcr foo, r1\n       ^\n"},
     {"  push r16\n", "t.s:1:8: error: bad register 'r16' (r0..r15, sp)\n  push r16\n       ^\n"},
+    {"  push r01\n", "t.s:1:8: error: bad register 'r01' (r0..r15, sp)\n  push r01\n       ^\n"},
+    {" .equ a, later\n li r1, a\nlater: nop\n", /* a is poisoned: no second error */
+     "t.s:1:10: error: value of 'later' is not known yet\n .equ a, later\n         ^\n"},
     {"  push r1 r2\n", "t.s:1:11: error: junk after operands\n  push r1 r2\n          ^\n"},
     {"  .org 5 6\n", "t.s:1:10: error: junk after operands\n  .org 5 6\n         ^\n"},
     {"  .ascii \"abc\n", "t.s:1:10: error: unterminated string\n  .ascii \"abc\n         ^\n"},
@@ -739,8 +746,7 @@ START_TEST(test_include_errors) {
 }
 END_TEST
 
-/* ---- garbage in, diagnostics out ----------------------------------------------------------------
- */
+/* ---- garbage in, diagnostics out ------------------------------------------------------------- */
 
 static uint32_t rng_state;
 static uint32_t rnd(void) {

@@ -1048,17 +1048,21 @@ START_TEST(test_rdtsc_cycles_plus_offset) {
     EMIT(NOP, 0, 0, 0);
     EMIT(RDTSC, 1, 2, 0);
     c->tsc_offset = (int64_t)0x100000005ll;
-    ck_assert_int_eq(cpu_run(c, 2), CPU_EXIT_BUDGET);
-    uint64_t t = c->cycles + 0x100000005ull;
-    ck_assert_uint_eq(c->cycles, c->cost[OP_NOP] + c->cost[OP_RDTSC]);
+    ck_assert_int_eq(cpu_run(c, 1), CPU_EXIT_BUDGET);
+    uint64_t before = c->cycles; /* the counter as rdtsc starts */
+    ck_assert_uint_eq(before, c->cost[OP_NOP]);
+    ck_assert_int_eq(cpu_run(c, 1), CPU_EXIT_BUDGET);
+    uint64_t t = before + 0x100000005ull;
+    ck_assert_uint_eq(c->cycles, before + c->cost[OP_RDTSC]);
     ck_assert_uint_eq(c->r[1], (uint32_t)t);
     ck_assert_uint_eq(c->r[2], (uint32_t)(t >> 32));
-    /* a negative offset */
+    /* a negative offset, and a counter beyond 32 bits */
     c->tsc_offset = -3;
+    c->cycles = 0x200000001ull;
     c->pc = CODE + 4;
     ck_assert_int_eq(cpu_run(c, 1), CPU_EXIT_BUDGET);
-    ck_assert_uint_eq(c->r[1], (uint32_t)(c->cycles - 3));
-    ck_assert_uint_eq(c->r[2], 0);
+    ck_assert_uint_eq(c->r[1], 0xfffffffeu);
+    ck_assert_uint_eq(c->r[2], 1);
 }
 END_TEST
 
@@ -1070,8 +1074,10 @@ START_TEST(test_rdtsc_tsd_traps_at_cpl3_even_x86) {
     /* at CPL 0 the TSD bit does not matter */
     cpu_t *k = new_machine();
     cpu_set_cr(k, CR_STATUS, CPU_ST_TSD);
+    k->cycles = 0x123456789ull;
     ck_assert_int_eq(run_single(k, OP_RDTSC, 0), CPU_EXIT_BUDGET);
-    ck_assert_uint_eq(k->r[1], (uint32_t)k->cycles);
+    ck_assert_uint_eq(k->r[1], 0x23456789u);
+    ck_assert_uint_eq(k->r[2], 1);
     cpu_free(k);
 }
 END_TEST
@@ -1112,6 +1118,7 @@ START_TEST(test_cpl0_every_configurable_runs) {
             c->r[CPU_REG_SP] = KSTACK0 - 20;
         }
         if (op == OP_POPF) poke32(c, KSTACK0, CPU_FL_ZF);
+        if (op == OP_RDTSC) c->cycles = 0x123456789ull;
         int rc = run_single(c, op, 0);
         ck_assert_msg(rc != CPU_EXIT_TRAP, "%s at CPL 0 trapped to vector %d", m, c->exit.vector);
         int ok = 0;
@@ -1134,7 +1141,7 @@ START_TEST(test_cpl0_every_configurable_runs) {
         case OP_INVLPG: ok = c->pc == CODE + 4; break;
         case OP_SIDT: ok = c->r[1] == VT; break;
         case OP_SMSW: ok = (c->r[1] & 3) == 0; break;
-        case OP_RDTSC: ok = c->r[1] == (uint32_t)c->cycles; break;
+        case OP_RDTSC: ok = c->r[1] == 0x23456789u && c->r[2] == 1; break;
         case OP_CPUID: ok = c->r[1] == 0x42414c56u; break;
         case OP_VMXON: ok = c->vmx_on == 1; break;
         case OP_VMXOFF: ok = c->vmx_on == 0; break;
@@ -1706,22 +1713,26 @@ END_TEST
 START_TEST(test_timer_irq_at_block_boundary) {
     cpu_t *c = C;
     uint32_t at = CODE;
-    const uint32_t period = 10;
-    ck_assert(c->cost[OP_STI] < period && c->cost[OP_STI] + 20 * c->cost[OP_NOP] >= period);
+    /* The deadline is `period` after the out (whether counted from its start or
+     * its end): after the sti boundary, inside the straight run of divs. */
+    const uint32_t period = 4000, ndiv = 200;
+    ck_assert(c->cost[OP_OUT] + c->cost[OP_STI] < period);
+    ck_assert(c->cost[OP_STI] + ndiv * c->cost[OP_DIV] > period);
+    c->r[2] = 1;
     EMIT(LI, 1, 0, (int32_t)period);
     EMIT(OUT, 0, 1, PORT_TIMER);
     EMIT(STI, 0, 0, 0); /* a block boundary before the deadline: nothing yet */
-    for (int i = 0; i < 20; i++) EMIT(NOP, 0, 0, 0); /* the deadline passes in here */
+    for (uint32_t i = 0; i < ndiv; i++) EMIT(DIV, 3, 2, 0); /* the deadline passes in here */
     EMIT(JMP, 0, 0, (int32_t)(at + 8));
     uint32_t boundary = at;
     EMIT(NOP, 0, 0, 0);
     EMIT(HLT, 0, 0, 0);
-    expect_trap(c, 100, VEC_IRQ0);
+    expect_trap(c, 1000, VEC_IRQ0);
     trap_frame f = top_frame(c);
     ck_assert_uint_eq(f.pc, boundary);
     ck_assert_uint_eq(f.err, 0);
     ck_assert_uint_eq(f.flags & CPU_FL_IF, CPU_FL_IF);
-    uint64_t want = c->cost[OP_LI] + c->cost[OP_OUT] + c->cost[OP_STI] + 20 * c->cost[OP_NOP] +
+    uint64_t want = c->cost[OP_LI] + c->cost[OP_OUT] + c->cost[OP_STI] + ndiv * c->cost[OP_DIV] +
                     c->cost[OP_JMP] + c->cost_trap + c->cost[OP_HLT];
     ck_assert_uint_eq(c->cycles, want);
 }
@@ -1749,7 +1760,7 @@ START_TEST(test_hlt_idles_until_timer) {
     cpu_trace t;
     evbuf b;
     trace_attach(c, &t, &b, 0);
-    const uint32_t period = 1000;
+    const uint32_t period = 100000;
     EMIT(LI, 1, 0, (int32_t)period);
     EMIT(OUT, 0, 1, PORT_TIMER);
     EMIT(STI, 0, 0, 0);
@@ -1757,13 +1768,27 @@ START_TEST(test_hlt_idles_until_timer) {
     EMIT(NOP, 0, 0, 0);
     expect_trap(c, 100, VEC_IRQ0);
     ck_assert_uint_eq(top_frame(c).pc, hlt + 4);
-    uint64_t deadline = c->cost[OP_LI] + c->cost[OP_OUT] + period;
-    ck_assert_uint_eq(c->cycles, deadline + c->cost_trap + c->cost[OP_HLT]);
+    ck_assert_uint_eq(c->steps, 5); /* li out sti hlt, the stub's hlt: no busy waiting */
+    uint64_t deadline = c->timer_deadline - period; /* the tick that woke it */
+    ck_assert_uint_ge(deadline, c->cost[OP_LI] + period);
+    ck_assert_uint_le(deadline, c->cost[OP_LI] + c->cost[OP_OUT] + period);
+    /* the cycle counter jumped to the deadline, then the trap and the stub */
+    ck_assert_uint_ge(c->cycles, deadline + c->cost_trap + c->cost[OP_HLT]);
+    ck_assert_uint_le(c->cycles, deadline + c->cost_trap + 2 * c->cost[OP_HLT]);
+    /* EV_HALT says how long it idled: from its own stamp to the deadline */
     cpu_trace_flush(&t);
-    const cpu_event *e = find_kind(&b, EV_HALT, 0);
-    ck_assert_ptr_nonnull(e);
-    ck_assert_uint_eq(e->pc, hlt);
-    ck_assert_uint_eq(e->x, period - c->cost[OP_STI] - c->cost[OP_HLT]);
+    cpu_trace_reader rd;
+    cpu_reader_init(&rd);
+    int seen = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        cpu_stamped st;
+        if (!cpu_reader_feed(&rd, &b.ev[i], &st) || st.ev.kind != EV_HALT || seen++) continue;
+        ck_assert_uint_eq(st.ev.pc, hlt);
+        ck_assert_uint_gt(st.ev.x, 0);
+        ck_assert_uint_eq(st.cycle + st.ev.x + ((uint64_t)st.ev.y << 32), deadline);
+    }
+    cpu_reader_free(&rd);
+    ck_assert_int_eq(seen, 2); /* the idle one, then the stub's (halted for good) */
     trace_detach(c, &t, &b);
     free(b.ev);
 }
@@ -1880,7 +1905,7 @@ END_TEST
 
 /* ==== determinism, budget, breakpoints =================================================== */
 
-enum { LOG = DATA, LOOP_END = 30000, TICK = 2000 };
+enum { LOG = DATA, LOOP_END = 30000, TICK = 5000 };
 
 /* A compute loop interrupted by the timer; the handler logs each return pc at r13. */
 static uint32_t busy_program(cpu_t *c, uint32_t *loop) {

@@ -186,7 +186,7 @@ START_TEST(test_text_round_trip) {
     for (size_t i = 0; i < len; i++) s[i] = (char)(i * 7 + (i % 3 == 0 ? 0 : 'a')); /* zeros inside too */
     cpu_event e = ev_insn(0x10, 4);
     cpu_trace_put(&T, 5, 50, &e);
-    cpu_trace_text(&T, 6, 54, 3, TEXT_CONSOLE, s, len);
+    cpu_trace_text(&T, 6, 54, 3, TEXT_PRINT, s, len);
     e = ev_insn(0x14, 4);
     cpu_trace_put(&T, 6, 54, &e); /* the record after the payload is read normally */
     cpu_trace_flush(&T);
@@ -194,7 +194,7 @@ START_TEST(test_text_round_trip) {
     ck_assert_uint_eq(B.n, 1 /* sync */ + 1 + 1 + payload + 1);
     ck_assert_int_eq(B.ev[2].kind, EV_TEXT);
     ck_assert_uint_eq(B.ev[2].x, len);
-    ck_assert_int_eq(B.ev[2].a, TEXT_CONSOLE);
+    ck_assert_int_eq(B.ev[2].a, TEXT_PRINT);
     ck_assert_int_eq(B.ev[2].mode, 3);
     replay r;
     replay_all(&B, &r);
