@@ -129,7 +129,7 @@ void cpu_reset(cpu_t *c) {
     c->flags = 0;
     c->lf_op = LF_NONE;
     c->cpl = 0;
-    c->vmx_on = c->nonroot = c->halted = c->dead = 0;
+    c->vmx_on = c->nonroot = c->halted = c->dead = c->mid_block = 0;
     c->timer_period = 0;
     c->timer_deadline = 0;
     c->irq_pending = 0;
@@ -577,7 +577,7 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         cyc += c->cost[op];                                                                        \
         pc += (n);                                                                                 \
         ip += (n) / 4;                                                                             \
-        if (unlikely(--left == 0)) goto budget;                                                    \
+        if (unlikely(--left == 0)) goto budget_mid;                                                \
         PRE_INSN();                                                                                \
         vmnext;                                                                                    \
     } while (0)

@@ -112,6 +112,7 @@ struct cpu {
     uint8_t nonroot;  /* VMX non-root mode: set by the VMM layer */
     uint8_t halted;   /* waiting in hlt */
     uint8_t dead;     /* shut down by a triple fault */
+    uint8_t mid_block; /* the last run stopped inside a block: no interrupt check on resume */
     uint64_t cycles;
     uint64_t steps;   /* instructions attempted (retired or faulted) */
     int64_t tsc_offset; /* rdtsc returns cycles + tsc_offset */
