@@ -182,7 +182,9 @@ static int load_text(lua_State *L, sim_machine *m, const char *src, size_t len, 
     asm_image img;
     char *errors = NULL;
     if (asm_assemble(src, len, name, &ao, &img, &errors) != 0) {
-        lua_pushstring(L, errors ? errors : "assembly failed");
+        size_t n = errors ? strlen(errors) : 0;
+        while (n && errors[n - 1] == '\n') n--; /* the traceback adds its own newline */
+        lua_pushlstring(L, errors ? errors : "assembly failed", errors ? n : 15);
         free(errors);
         /* assembly errors already carry file:line:col; no Lua position in front */
         return lua_error(L);
@@ -219,7 +221,7 @@ static int m_load(lua_State *L) {
     char name[PATH_MAX];
     snprintf(name, sizeof name, "<string>");
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(name, sizeof name, "%s:%d<asm>", ar.short_src, ar.currentline);
+        snprintf(name, sizeof name, "<asm from %s:%d>", ar.short_src, ar.currentline);
     return load_text(L, m, src, len, name, 3);
 }
 

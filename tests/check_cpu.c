@@ -170,9 +170,10 @@ static void trace_attach(cpu_t *c, cpu_trace *t, evbuf *b, int insns) {
 }
 
 static void trace_detach(cpu_t *c, cpu_trace *t, evbuf *b) {
-    (void)b;
     c->trace = NULL;
     cpu_trace_free(t);
+    free(b->ev);
+    b->ev = NULL;
 }
 
 static size_t count_kind(const evbuf *b, int kind) {
@@ -857,7 +858,6 @@ START_TEST(test_missing_df_shutdown) {
     ck_assert_ptr_nonnull(e);
     ck_assert_uint_eq(e->pc, CODE);
     trace_detach(c, &t, &b);
-    free(b.ev);
 }
 END_TEST
 
@@ -1209,7 +1209,6 @@ START_TEST(test_sensitive_events_at_cpl3) {
         ck_assert_uint_eq(e->mode & EV_MODE_CPL, 3);
     }
     trace_detach(c, &t, &b);
-    free(b.ev);
 }
 END_TEST
 
@@ -1239,7 +1238,6 @@ START_TEST(test_no_sensitive_events_at_cpl0_or_strict) {
             ck_assert_uint_eq(e->pc, CODE);
         }
         trace_detach(c, &t, &b);
-        free(b.ev);
         cpu_free(c);
     }
 }
@@ -1790,7 +1788,6 @@ START_TEST(test_hlt_idles_until_timer) {
     cpu_reader_free(&rd);
     ck_assert_int_eq(seen, 2); /* the idle one, then the stub's (halted for good) */
     trace_detach(c, &t, &b);
-    free(b.ev);
 }
 END_TEST
 
@@ -1871,7 +1868,6 @@ START_TEST(test_console_collects_bytes) {
     ck_assert_uint_eq(e->x, PORT_CONSOLE);
     ck_assert_uint_eq(e->y, 'i');
     trace_detach(c, &t, &b);
-    free(b.ev);
 }
 END_TEST
 

@@ -103,17 +103,18 @@ START_TEST(test_insn_deltas_need_no_sync) {
     e = ev_insn(0x104, 3), cpu_trace_put(&T, 1, 1, &e);
     e = ev_insn(0x108, 255), cpu_trace_put(&T, 2, 4, &e);
     e = ev_of(EV_IO, 0x108), cpu_trace_put(&T, 3, 259, &e); /* right where the reader will be */
-    e = ev_insn(0x10c, 0), cpu_trace_put(&T, 3, 259, &e);
+    e = ev_insn(0x10c, 0), cpu_trace_put(&T, 3, 259, &e); /* costs nothing */
+    e = ev_of(EV_HALT, 0x110), cpu_trace_put(&T, 4, 259, &e);
     cpu_trace_flush(&T);
-    ck_assert_uint_eq(B.n, 5);
+    ck_assert_uint_eq(B.n, 6);
     ck_assert_uint_eq(count_kind(&B, EV_SYNC), 0);
     ck_assert_uint_eq(T.step, 4);
     ck_assert_uint_eq(T.cycle, 259);
     replay r;
     replay_all(&B, &r);
-    ck_assert_uint_eq(r.n, 5);
-    static const uint64_t step[] = {0, 1, 2, 3, 3}, cyc[] = {0, 1, 4, 259, 259};
-    for (size_t i = 0; i < 5; i++) {
+    ck_assert_uint_eq(r.n, 6);
+    static const uint64_t step[] = {0, 1, 2, 3, 3, 4}, cyc[] = {0, 1, 4, 259, 259, 259};
+    for (size_t i = 0; i < 6; i++) {
         ck_assert_uint_eq(r.s[i].step, step[i]);
         ck_assert_uint_eq(r.s[i].cycle, cyc[i]);
     }

@@ -1,0 +1,3 @@
+local m = vlab.machine{}
+m:load("start: jmp start")
+m:run()

@@ -1,0 +1,3 @@
+start: li r1, 1
+       bogus r1
+       jmp nowhere

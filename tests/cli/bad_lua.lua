@@ -1,0 +1,3 @@
+local function f(x) return x.y.z end
+local m = vlab.machine{}
+f({})

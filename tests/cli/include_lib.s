@@ -1,0 +1,1 @@
+        .equ ANSWER, 42

@@ -1,0 +1,3 @@
+        .include "include_lib.s"
+start:  li r1, ANSWER
+        hlt

@@ -1,0 +1,2 @@
+vlab.write_file("out.txt", "hello\n")
+print(pcall(vlab.write_file, "../escape.txt", "x"))
