@@ -1,5 +1,5 @@
-/* tests/check_scenarios.c -- every scenario in slides-examples/ and
- * scenarios/ runs, passes its own expectations, and prints exactly its golden
+/* tests/check_scenarios.c -- every scenario in slides-examples/,
+ * scenarios/ and docs/examples/ runs, passes its own expectations, and prints exactly its golden
  * trace (tests/golden/<path>[.<variant>].out).  A scenario lists extra runs
  * in lines like "-- vlab-test: --policy strict"; each is a variant with its
  * own golden file.  The trace file round trip is checked too: --trace, then
@@ -83,6 +83,7 @@ static void discover(void) {
     if (ncases) return;
     nftw("slides-examples", visit, 16, FTW_PHYS);
     nftw("scenarios", visit, 16, FTW_PHYS);
+    nftw("docs/examples", visit, 16, FTW_PHYS);
     qsort(cases, (size_t)ncases, sizeof cases[0], by_name);
 }
 
