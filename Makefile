@@ -80,7 +80,14 @@ build/check_vlab-asan: $(ASAN_OBJ) $(ASAN_TEST_OBJ)
 
 demo: deps
 	@$(MAKE) --no-print-directory vlab
-	./vlab slides-examples/01-syscall-user-kernel.lua
+	@echo "== a system call: user mode -> kernel mode and back (traps and I/O only; drop --show for every instruction)"
+	./vlab slides-examples/01-syscall-user-kernel.lua --show traps,io,notes
+	@echo
+	@echo "== the same program on a machine where every sensitive instruction traps..."
+	./vlab slides-examples/02-sensitive-instructions.lua --policy strict --show traps,sens
+	@echo
+	@echo "== ...and on the classic x86, where some do not"
+	./vlab slides-examples/02-sensitive-instructions.lua --policy x86 --show traps,sens
 
 # Plain run, then the sanitized run; the last line is Check's summary.
 test: deps

@@ -99,7 +99,8 @@ cpu_t *cpu_new(uint32_t mem_bytes) {
     c->mem = calloc(c->mem_size, 1);
     c->code = calloc(c->npages, sizeof *c->code);
     c->code_page = calloc(c->npages, 1);
-    if (!c->mem || !c->code || !c->code_page) {
+    c->snapped = calloc(c->npages, 1);
+    if (!c->mem || !c->code || !c->code_page || !c->snapped) {
         cpu_free(c);
         return NULL;
     }
@@ -116,6 +117,7 @@ void cpu_free(cpu_t *c) {
         for (uint32_t i = 0; i < c->npages; i++) free(c->code[i]);
     free(c->code);
     free(c->code_page);
+    free(c->snapped);
     free(c->mem);
     free(c->console);
     free(c->breaks);
@@ -554,6 +556,7 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
  * anything out of line looks at it; LOAD() takes it back. */
 #define SAVE()                                                                                     \
     do {                                                                                           \
+        FLUSH_BLOCK();                                                                             \
         c->pc = pc;                                                                                \
         c->steps = end - left;                                                                     \
         c->cycles = cyc;                                                                           \
@@ -590,18 +593,109 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         goto block;                                                                                \
     } while (0)
 
-/* Before each instruction of the checked loop: breakpoints and the
- * per-instruction trace record. */
+/* Before each instruction of the checked loop: breakpoints, and the trace.
+ * Instructions that run straight through one page are gathered into a block
+ * (one EV_BLOCK record, cpu/event.h); the block is written when the run
+ * leaves the straight line or anything out of line happens (SAVE). */
 #define PRE_INSN()                                                                                 \
     do {                                                                                           \
         if (checked) {                                                                             \
-            SAVE();                                                                                \
-            if (pre_insn(c, ip, pc, &skip_break)) {                                                \
-                rc = CPU_EXIT_BREAK;                                                               \
-                goto out;                                                                          \
+            if (has_breaks) {                                                                      \
+                if (!skip_break && is_break(c, pc)) {                                              \
+                    SAVE();                                                                        \
+                    cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);                                         \
+                    c->exit.pc = pc;                                                               \
+                    rc = CPU_EXIT_BREAK;                                                           \
+                    goto out;                                                                      \
+                }                                                                                  \
+                skip_break = 0;                                                                    \
+            }                                                                                      \
+            if (trace_on && ip->op <= OP_INVALID) { /* ip is in the page: see PRE_INSN_TMP */      \
+                if (!blk.count) {                                                                  \
+                    blk.pc = pc;                                                                   \
+                    blk.ppn = page_ppn;                                                            \
+                    blk.step = end - left;                                                         \
+                    blk.cycle = cyc;                                                               \
+                    blk.mode = mode;                                                               \
+                    blk.cost = 0;                                                                  \
+                }                                                                                  \
+                blk.count++;                                                                       \
+                blk.cost += c->cost[ip->op];                                                       \
             }                                                                                      \
         }                                                                                          \
     } while (0)
+/* The same for an instruction decoded outside the pages (tmp). */
+#define PRE_INSN_TMP()                                                                             \
+    do {                                                                                           \
+        if (checked) {                                                                             \
+            FLUSH_BLOCK();                                                                         \
+            if (has_breaks && !skip_break && is_break(c, pc)) {                                    \
+                SAVE();                                                                            \
+                cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);                                             \
+                c->exit.pc = pc;                                                                   \
+                rc = CPU_EXIT_BREAK;                                                               \
+                goto out;                                                                          \
+            }                                                                                      \
+            skip_break = 0;                                                                        \
+            if (trace_on) record_insn(c, ip, pc, mode, end - left, cyc);                           \
+        }                                                                                          \
+    } while (0)
+#define FLUSH_BLOCK()                                                                              \
+    do {                                                                                           \
+        if (checked && blk.count) {                                                                \
+            cpu_trace *t_ = c->trace;                                                              \
+            if (likely(c->snapped[blk.ppn] && blk.step == t_->step && blk.cycle == t_->cycle &&   \
+                       t_->n + 1 < t_->cap)) { /* the reader's clock agrees: just the record */    \
+                cpu_event eb_ = {.kind = EV_BLOCK, .mode = blk.mode, .pc = blk.pc,                 \
+                                 .x = blk.count | blk.ppn << 12};                                  \
+                cpu_event *last_ = t_->n ? &t_->buf[t_->n - 1] : NULL;                             \
+                if (last_ && last_->kind == EV_REPEAT && t_->n >= 2 &&                             \
+                    !memcmp(&t_->buf[t_->n - 2], &eb_, sizeof eb_) && blk.cost == t_->rep_cost &&  \
+                    last_->x < UINT32_MAX)                                                         \
+                    last_->x++; /* the same block again: count it */                               \
+                else if (last_ && !memcmp(last_, &eb_, sizeof eb_) && blk.cost == t_->rep_cost)     \
+                    t_->buf[t_->n++] = (cpu_event){.kind = EV_REPEAT, .x = 1};                     \
+                else                                                                               \
+                    t_->buf[t_->n++] = eb_;                                                        \
+                t_->rep_cost = blk.cost;                                                           \
+                t_->step += blk.count;                                                             \
+                t_->cycle += blk.cost;                                                             \
+            } else {                                                                               \
+                record_block(c, &blk);                                                             \
+            }                                                                                      \
+            blk.count = 0;                                                                         \
+        }                                                                                          \
+    } while (0)
+
+typedef struct pending_block {
+    uint32_t pc, next, ppn, count, cost;
+    uint8_t mode;
+    uint64_t step, cycle;
+} pending_block;
+
+static void record_block(cpu_t *c, const pending_block *b) {
+    cpu_trace *t = c->trace;
+    if (!c->snapped[b->ppn]) { /* the reader decodes the block from a copy of its page */
+        cpu_event h = {.kind = EV_PAGE, .x = CPU_PAGE, .y = b->ppn};
+        cpu_trace_payload(t, b->step, b->cycle, &h, c->mem + ((size_t)b->ppn << 12));
+        c->snapped[b->ppn] = 1;
+    }
+    cpu_event e = {.kind = EV_BLOCK, .mode = b->mode, .pc = b->pc, .x = b->count | b->ppn << 12};
+    cpu_trace_put(t, b->step, b->cycle, &e);
+    t->rep_cost = b->cost;
+    t->step = b->step + b->count;
+    t->cycle = b->cycle + b->cost;
+}
+
+/* One instruction that is not in a predecoded page (straddling, unaligned). */
+static void record_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, uint8_t mode, uint64_t step,
+                        uint64_t cycle) {
+    uint32_t w[2] = {0, 0}, ic = c->cost[ip->op];
+    cpu_encode(ip, w);
+    cpu_event e = {.kind = EV_INSN, .mode = mode, .b = (uint8_t)(ic > 255 ? 255 : ic), .pc = pc,
+                   .x = w[0], .y = w[1]};
+    cpu_trace_put(c->trace, step, cycle, &e); /* a cost above 255 is corrected by the next sync */
+}
 
 /* A data access through the TLB fast path, or the slow path on a miss. */
 #define MEM(acc, need, addr, buf, n, fastcond, fastop)                                             \
@@ -635,34 +729,6 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         uint8_t b_ = (uint8_t)(val);                                                               \
         MEM(ACC_WRITE, need_w, addr, &b_, 1, 1, *h_ = b_);                                         \
     } while (0)
-
-/* Breakpoint check and trace record for the instruction at pc (state saved).
- * Returns 1 when a breakpoint stops the run. */
-static int pre_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, int *skip_break) {
-    if (c->nbreaks && !*skip_break && is_break(c, pc)) {
-        cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);
-        c->exit.pc = pc;
-        return 1;
-    }
-    *skip_break = 0;
-    cpu_trace *t = c->trace;
-    if (t && t->insns && ip->op < OP_INTERNAL_COUNT && ip->op != OP_UNDECODED && ip->op != OP_PAGEEND &&
-        ip->op != OP_XPAGE) {
-        uint32_t enc[2] = {0, 0};
-        cpu_encode(ip, enc);
-        uint32_t ic = ip->op < OP_COUNT ? c->cost[ip->op] : 1;
-        cpu_event e = {.kind = EV_INSN, .mode = cpu_mode_byte(c), .b = (uint8_t)(ic > 255 ? 255 : ic),
-                       .pc = pc, .x = enc[0], .y = enc[1]};
-        if (likely(c->steps == t->step && c->cycles == t->cycle && t->n < t->cap)) {
-            t->buf[t->n++] = e;
-            t->step++;
-            t->cycle += e.b;
-        } else {
-            cpu_trace_put(t, c->steps, c->cycles, &e);
-        }
-    }
-    return 0;
-}
 
 #define LF_SET(op_, a_, b_)                                                                        \
     do {                                                                                           \

@@ -125,6 +125,7 @@ struct cpu {
     uint32_t tlb_gen;       /* bumped whenever a TLB entry changes */
     struct cpu_insn **code; /* per physical page: predecoded slots, or NULL */
     uint8_t *code_page;     /* per physical page: 1 if code[] holds decoded slots */
+    uint8_t *snapped;       /* per physical page: the trace has its current bytes (EV_PAGE) */
     uint32_t fault_err, fault_addr; /* details of the last failed access */
 
     /* devices */
@@ -139,7 +140,7 @@ struct cpu {
 
     /* configuration */
     uint8_t behaviour[OP_COUNT]; /* at CPL>0, for configurable ops */
-    uint32_t cost[OP_COUNT];     /* cycles per instruction */
+    uint32_t cost[OP_INTERNAL_COUNT]; /* cycles per instruction ([OP_INVALID]: an invalid opcode) */
     uint32_t cost_trap;          /* delivering a trap or interrupt */
     uint32_t cost_walk;          /* a TLB miss with paging on */
 
@@ -181,6 +182,7 @@ const char *cpu_policy_describe(const cpu_t *c);            /* "x86", "strict" o
 
 /* Costs */
 void cpu_costs_default(cpu_t *c);
+void cpu_set_cost(cpu_t *c, int op, uint32_t cycles); /* records EV_COST */
 
 /* Memory, for the host.  Return 0, or -1 when out of range. */
 int cpu_phys_read(cpu_t *c, uint32_t pa, void *dst, size_t n);

@@ -1,6 +1,8 @@
 /* cpu/event.c -- recording and reading the event stream (see cpu/event.h). */
 #include "cpu/event.h"
 
+#include "cpu/isa.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,73 +60,179 @@ void cpu_trace_put(cpu_trace *t, uint64_t step, uint64_t cycle, const cpu_event 
     }
 }
 
+void cpu_trace_payload(cpu_trace *t, uint64_t step, uint64_t cycle, const cpu_event *head,
+                       const void *data) {
+    cpu_trace_put(t, step, cycle, head);
+    const char *p = data;
+    for (size_t off = 0; off < head->x; off += sizeof(cpu_event)) {
+        cpu_event *e = slot(t);
+        memset(e, 0, sizeof *e);
+        size_t k = head->x - off < sizeof *e ? head->x - off : sizeof *e;
+        memcpy(e, p + off, k);
+    }
+}
+
 void cpu_trace_text(cpu_trace *t, uint64_t step, uint64_t cycle, uint8_t mode, int kind,
                     const char *s, size_t len) {
     if (len > UINT32_MAX) len = UINT32_MAX;
     cpu_event h = {.kind = EV_TEXT, .mode = mode, .a = (uint8_t)kind, .x = (uint32_t)len};
-    cpu_trace_put(t, step, cycle, &h);
-    for (size_t off = 0; off < len; off += sizeof(cpu_event)) {
-        cpu_event *e = slot(t);
-        memset(e, 0, sizeof *e);
-        size_t k = len - off < sizeof *e ? len - off : sizeof *e;
-        memcpy(e, s + off, k);
-    }
+    cpu_trace_payload(t, step, cycle, &h, s);
 }
+
+/* ---- reading ------------------------------------------------------------------------------ */
 
 void cpu_reader_init(cpu_trace_reader *r) { memset(r, 0, sizeof *r); }
 
 void cpu_reader_free(cpu_trace_reader *r) {
+    for (int i = 0; i < r->nctx; i++) {
+        for (uint32_t p = 0; p < r->ctx[i].npages; p++) free(r->ctx[i].pages[p]);
+        free(r->ctx[i].pages);
+        free(r->ctx[i].cost);
+    }
+    free(r->ctx);
     free(r->text);
     memset(r, 0, sizeof *r);
 }
 
-int cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, cpu_stamped *out) {
-    if (r->text_need) { /* a payload record of an EV_TEXT */
-        size_t k = r->text_need < sizeof *ev ? r->text_need : sizeof *ev;
-        memcpy(r->text + r->text_len, ev, k);
-        r->text_len += k;
-        r->text_need -= k;
-        if (r->text_need) return 0;
-        out->ev = r->text_ev;
-        out->step = r->step;
-        out->cycle = r->cycle;
-        out->text = r->text;
-        out->text_len = r->text_len;
-        return 1;
+static cpu_reader_ctx *ctx_of(cpu_trace_reader *r) {
+    if (r->cur >= r->nctx) {
+        cpu_reader_ctx *p = realloc(r->ctx, (size_t)(r->cur + 1) * sizeof *p);
+        if (!p) abort();
+        memset(p + r->nctx, 0, (size_t)(r->cur + 1 - r->nctx) * sizeof *p);
+        r->ctx = p;
+        r->nctx = r->cur + 1;
     }
-    switch (ev->kind) {
-    case EV_SYNC:
-        r->step = ev->pc | (uint64_t)ev->a << 32 | (uint64_t)ev->b << 40;
-        r->cycle = ev->x | (uint64_t)ev->y << 32;
-        return 0;
-    case EV_TEXT:
-        if (ev->x > r->text_cap) {
-            char *p = realloc(r->text, ev->x);
-            if (!p) abort();
-            r->text = p;
-            r->text_cap = ev->x;
+    return &r->ctx[r->cur];
+}
+
+static void keep_page(cpu_trace_reader *r, uint32_t ppn, const char *bytes, size_t len) {
+    cpu_reader_ctx *x = ctx_of(r);
+    if (ppn >= x->npages) {
+        uint32_t n = ppn + 1 > x->npages * 2 ? ppn + 1 : x->npages * 2;
+        uint8_t **p = realloc(x->pages, n * sizeof *p);
+        if (!p) abort();
+        memset(p + x->npages, 0, (n - x->npages) * sizeof *p);
+        x->pages = p;
+        x->npages = n;
+    }
+    if (!x->pages[ppn] && !(x->pages[ppn] = malloc(4096))) abort();
+    memset(x->pages[ppn], 0, 4096);
+    memcpy(x->pages[ppn], bytes, len < 4096 ? len : 4096);
+}
+
+static uint32_t cost_of(const cpu_reader_ctx *x, int op) {
+    if (op >= OP_COUNT) return 1;
+    return x->cost ? x->cost[op] : cpu_isa[op].cycles;
+}
+
+/* Hand out the instructions of an EV_BLOCK, decoded from the page snapshot. */
+static void expand_block(cpu_trace_reader *r, const cpu_event *e, cpu_reader_fn fn, void *ud) {
+    cpu_reader_ctx *x = ctx_of(r);
+    uint64_t cycle0 = r->cycle;
+    uint32_t count = e->x & 0xfff, ppn = e->x >> 12, pc = e->pc;
+    const uint8_t *page = ppn < x->npages ? x->pages[ppn] : NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t off = pc & 0xfff, w0 = 0, w1 = 0;
+        if (page) {
+            memcpy(&w0, page + off, 4);
+            if (off <= 0xff8) memcpy(&w1, page + off + 4, 4);
         }
-        r->text_ev = *ev;
-        r->text_len = 0;
-        r->text_need = ev->x;
-        if (r->text_need) return 0;
-        out->ev = *ev;
-        out->step = r->step;
-        out->cycle = r->cycle;
-        out->text = r->text;
-        out->text_len = 0;
-        return 1;
-    default:
-        out->ev = *ev;
-        out->step = r->step;
-        out->cycle = r->cycle;
-        out->text = NULL;
-        out->text_len = 0;
-        if (ev->kind == EV_INSN) {
+        cpu_insn in = cpu_decode(w0, w1);
+        uint32_t cost = cost_of(x, in.op);
+        if (fn) { /* one EV_INSN, exactly as if it had been recorded alone */
+            cpu_stamped s = {.ev = {.kind = EV_INSN, .mode = e->mode, .b = (uint8_t)(cost > 255 ? 255 : cost),
+                                    .pc = pc, .x = w0, .y = in.size == 8 ? w1 : 0},
+                             .step = r->step, .cycle = r->cycle};
+            fn(ud, &s);
+        }
+        r->step++;
+        r->cycle += cost;
+        pc += in.size;
+    }
+    r->last_block = *e;
+    r->last_block_cost = r->cycle - cycle0;
+}
+
+static void emit(cpu_trace_reader *r, const cpu_event *e, cpu_reader_fn fn, void *ud) {
+    if (!fn) return;
+    cpu_stamped s = {.ev = *e, .step = r->step, .cycle = r->cycle};
+    if (e->kind == EV_TEXT) {
+        s.text = r->text ? r->text : "";
+        s.text_len = r->text_len;
+    }
+    fn(ud, &s);
+}
+
+void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn, void *ud) {
+    for (size_t i = 0; i < n; i++) {
+        const cpu_event *e = &ev[i];
+        if (r->text_need) { /* a payload record */
+            size_t k = r->text_need < sizeof *e ? r->text_need : sizeof *e;
+            memcpy(r->text + r->text_len, e, k);
+            r->text_len += k;
+            r->text_need -= k;
+            if (r->text_need) continue;
+            if (r->text_ev.kind == EV_PAGE)
+                keep_page(r, r->text_ev.y, r->text, r->text_len);
+            else
+                emit(r, &r->text_ev, fn, ud);
+            continue;
+        }
+        switch (e->kind) {
+        case EV_SYNC:
+            r->step = e->pc | (uint64_t)e->a << 32 | (uint64_t)e->b << 40;
+            r->cycle = e->x | (uint64_t)e->y << 32;
+            break;
+        case EV_TEXT:
+        case EV_PAGE:
+            if (e->x > r->text_cap) {
+                char *p = realloc(r->text, e->x);
+                if (!p) abort();
+                r->text = p;
+                r->text_cap = e->x;
+            }
+            r->text_ev = *e;
+            r->text_len = 0;
+            r->text_need = e->x;
+            if (!r->text_need && e->kind == EV_TEXT) emit(r, e, fn, ud);
+            break;
+        case EV_BLOCK:
+            if (r->blocks == READ_SKIP) {
+                r->step += e->x & 0xfff;
+                r->last_block = *e;
+            } else {
+                expand_block(r, e, r->blocks == READ_INSNS ? fn : NULL, ud);
+            }
+            break;
+        case EV_REPEAT:
+            if (r->blocks == READ_INSNS) {
+                cpu_event b = r->last_block;
+                for (uint32_t k = 0; k < e->x; k++) expand_block(r, &b, fn, ud);
+            } else {
+                r->step += (uint64_t)(r->last_block.x & 0xfff) * e->x;
+                r->cycle += r->last_block_cost * e->x;
+            }
+            break;
+        case EV_COST: {
+            cpu_reader_ctx *x = ctx_of(r);
+            if (!x->cost) {
+                if (!(x->cost = malloc(OP_COUNT * sizeof *x->cost))) abort();
+                for (int op = 0; op < OP_COUNT; op++) x->cost[op] = cpu_isa[op].cycles;
+            }
+            if (e->a < OP_COUNT) x->cost[e->a] = e->x;
+            break;
+        }
+        case EV_CONTEXT:
+            r->cur = e->a;
+            emit(r, e, fn, ud);
+            break;
+        case EV_INSN:
+            emit(r, e, fn, ud);
             r->step++;
-            r->cycle += ev->b;
+            r->cycle += e->b;
+            break;
+        default: emit(r, e, fn, ud); break;
         }
-        return 1;
     }
 }
 
@@ -134,7 +242,9 @@ const char *cpu_event_kind_name(int kind) {
         [EV_TRAP] = "trap",         [EV_INTERCEPT] = "intercept", [EV_IRET] = "iret",
         [EV_SENSITIVE] = "sensitive", [EV_IO] = "io",       [EV_HALT] = "halt",
         [EV_SHUTDOWN] = "shutdown", [EV_BREAK] = "break",   [EV_TEXT] = "text",
-        [EV_POLICY] = "policy",     [EV_EMULATE] = "emulate", [EV_CONTEXT] = "context"};
+        [EV_POLICY] = "policy",     [EV_EMULATE] = "emulate", [EV_CONTEXT] = "context",
+        [EV_BLOCK] = "block",       [EV_PAGE] = "page",     [EV_COST] = "cost",
+        [EV_REPEAT] = "repeat"};
     return kind >= 0 && kind < EV_CPU_LAST && n[kind] ? n[kind] : "?";
 }
 

@@ -10,7 +10,16 @@
  * record (cpu_trace_reader).  EV_INSN advances the step by one and the cycle
  * by its b field; an EV_SYNC sets both absolutely.  The recorder emits an
  * EV_SYNC whenever the reader's reconstruction would be wrong, so each record
- * stays 16 bytes and instruction records can be left on cheaply.
+ * stays 16 bytes.
+ *
+ * Instructions are recorded compactly: an EV_BLOCK says "count instructions
+ * ran straight through from pc, in physical page ppn", and the reader decodes
+ * them from a snapshot of that page (an EV_PAGE, sent once per page and again
+ * after the page is written).  A loop of four instructions costs one record a
+ * pass, and a block that runs again right away only bumps an EV_REPEAT
+ * after it, so a hot loop costs almost nothing.  The reader hands every
+ * instruction out as its own EV_INSN, so a consumer never sees blocks.  Instructions outside a page (an 8-byte
+ * instruction straddling two pages, an unaligned pc) come as single EV_INSN.
  *
  * A record's fields by kind (mode = CPL | VMX bits at the time of the event):
  *   EV_INSN      pc, x = word 0, y = word 1 (8-byte formats), b = cycles (<=255)
@@ -28,6 +37,10 @@
  *   EV_TEXT      a = text kind, x = byte length; followed by ceil(x/16)
  *                payload records holding the bytes
  *   EV_POLICY    a = op, b = behaviour: the policy of one instruction changed
+ *   EV_BLOCK     pc, x = count (bits 0-11) | ppn << 12: count instructions from pc
+ *   EV_PAGE      y = ppn, x = 4096; followed by 256 payload records: the page's bytes
+ *   EV_COST      a = op, x = cycles: the cost of one instruction changed
+ *   EV_REPEAT    x = n: the EV_BLOCK just before ran n more times (a loop)
  */
 #ifndef VLAB_CPU_EVENT_H
 #define VLAB_CPU_EVENT_H
@@ -51,6 +64,10 @@ enum cpu_event_kind {
     EV_POLICY,
     EV_EMULATE, /* a = op, pc, x = word 0: the host emulated and skipped an instruction */
     EV_CONTEXT, /* a = machine index: the following events are that machine's */
+    EV_BLOCK,
+    EV_PAGE,
+    EV_COST,
+    EV_REPEAT,
     EV_CPU_LAST,
     /* 32-63: hypervisor, 64-95: devices and memory, 96-127: sim (reserved) */
     EV_KIND_COUNT = 128
@@ -106,6 +123,7 @@ struct cpu_trace {
     cpu_event *buf;
     size_t n, cap;
     uint64_t step, cycle;  /* what a reader has reconstructed after buf[n-1] */
+    uint64_t rep_cost;     /* cycles of the last EV_BLOCK (an EV_REPEAT must match them) */
     int insns;             /* record EV_INSN (per-instruction tracing) */
     cpu_trace_sink sinks[4];
     void *sink_ud[4];
@@ -119,31 +137,59 @@ void cpu_trace_flush(cpu_trace *t);
 
 /* Append one record stamped (step, cycle); emits EV_SYNC first if needed. */
 void cpu_trace_put(cpu_trace *t, uint64_t step, uint64_t cycle, const cpu_event *ev);
+/* Append a record with a payload of head->x bytes (EV_TEXT, EV_PAGE). */
+void cpu_trace_payload(cpu_trace *t, uint64_t step, uint64_t cycle, const cpu_event *head,
+                       const void *data);
 /* Append an EV_TEXT record with its payload. */
 void cpu_trace_text(cpu_trace *t, uint64_t step, uint64_t cycle, uint8_t mode, int kind,
                     const char *s, size_t len);
 
-/* Reading: feed records in order; complete events come out stamped. */
+/* Bytes of payload that follow a record (EV_TEXT, EV_PAGE), in records. */
+static inline size_t cpu_event_payload_records(const cpu_event *e) {
+    return (e->kind == EV_TEXT || e->kind == EV_PAGE) ? (e->x + sizeof *e - 1) / sizeof *e : 0;
+}
+
+/* Reading: feed records in order; complete events come out stamped, one
+ * EV_INSN per instruction of a block. */
+typedef struct cpu_reader_ctx {
+    uint8_t **pages; /* snapshots by physical page number */
+    uint32_t npages;
+    uint32_t *cost;  /* per op; NULL until a cost changes (then isa.def defaults) */
+} cpu_reader_ctx;
+
 typedef struct cpu_trace_reader {
     uint64_t step, cycle;
-    /* EV_TEXT assembly */
+    /* payload assembly (EV_TEXT, EV_PAGE) */
     char *text;
     size_t text_len, text_need, text_cap;
     cpu_event text_ev;
+    /* per machine */
+    cpu_reader_ctx *ctx;
+    int nctx, cur;
+    int blocks; /* what to do with EV_BLOCK: READ_INSNS (default), READ_CLOCK, READ_SKIP */
+    cpu_event last_block; /* for EV_REPEAT */
+    uint64_t last_block_cost;
 } cpu_trace_reader;
+
+/* cpu_trace_reader.blocks: hand out every instruction; only keep the clock
+ * exact (no instructions handed out); or pass blocks by (step count only). */
+enum { READ_INSNS = 0, READ_CLOCK = 1, READ_SKIP = 2 };
 
 typedef struct cpu_stamped {
     cpu_event ev;
     uint64_t step, cycle;
-    const char *text; /* EV_TEXT: the bytes (valid until the next call) */
+    const char *text; /* EV_TEXT: the bytes (valid during the callback) */
     size_t text_len;
 } cpu_stamped;
 
+typedef void (*cpu_reader_fn)(void *ud, const cpu_stamped *s);
+
 void cpu_reader_init(cpu_trace_reader *r);
 void cpu_reader_free(cpu_trace_reader *r);
-/* Returns 1 and fills *out when ev completes an event to show; 0 when ev was
- * bookkeeping (EV_SYNC, a text payload record). */
-int cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, cpu_stamped *out);
+/* Feed n records; fn is called for each event to show (not for EV_SYNC,
+ * EV_PAGE, EV_COST or payload records; an EV_BLOCK gives one EV_INSN per
+ * instruction).  With fn NULL the reader only keeps its clock. */
+void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn, void *ud);
 
 const char *cpu_event_kind_name(int kind);
 const char *cpu_cause_name(int cause);

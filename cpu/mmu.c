@@ -202,4 +202,5 @@ void mmu_code_invalidate(cpu_t *c, uint32_t ppn) {
     if (s)
         for (unsigned i = 0; i < CPU_PAGE / 4; i++) s[i].op = OP_UNDECODED;
     c->code_page[ppn] = 0;
+    c->snapped[ppn] = 0; /* the trace's copy of the page is out of date */
 }

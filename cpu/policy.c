@@ -54,6 +54,13 @@ const char *cpu_policy_describe(const cpu_t *c) {
  * 3,209 cycles. */
 void cpu_costs_default(cpu_t *c) {
     for (int op = 0; op < OP_COUNT; op++) c->cost[op] = cpu_isa[op].cycles;
+    c->cost[OP_INVALID] = 1; /* decoding an invalid opcode before #UD */
     c->cost_trap = 500;
     c->cost_walk = 20;
+}
+
+void cpu_set_cost(cpu_t *c, int op, uint32_t cycles) {
+    if (op < 0 || op >= OP_COUNT) return;
+    c->cost[op] = cycles;
+    cpu_emit(c, EV_COST, op, 0, c->pc, cycles, 0);
 }

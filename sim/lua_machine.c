@@ -714,13 +714,18 @@ static int m_cost(lua_State *L) {
     sim_machine *m = checkm(L, 1);
     const char *n = luaL_checkstring(L, 2);
     uint32_t *slot;
+    int op = -1;
     if (strcmp(n, "trap") == 0) slot = &m->cpu->cost_trap;
     else if (strcmp(n, "walk") == 0) slot = &m->cpu->cost_walk;
-    else slot = &m->cpu->cost[check_op(L, 2)];
+    else slot = &m->cpu->cost[op = check_op(L, 2)];
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);
         luaL_argcheck(L, v >= 0 && v <= 100000000, 3, "cycles must be 0..1e8");
-        *slot = (uint32_t)v;
+        sim_switch_to(sim_lua_session(L), m);
+        if (op >= 0)
+            cpu_set_cost(m->cpu, op, (uint32_t)v); /* the trace learns it: EV_COST */
+        else
+            *slot = (uint32_t)v;
         return 0;
     }
     lua_pushinteger(L, *slot);

@@ -27,6 +27,7 @@ void sim_summary_sink(void *ud, const cpu_event *ev, size_t n) {
     sim_summary *s = ud;
     for (size_t i = 0; i < n; i++) {
         const cpu_event *e = &ev[i];
+        if ((e->kind == EV_INSN || e->kind == EV_BLOCK) && !s->skip) continue; /* the common case */
         if (s->skip) {
             s->skip--;
             continue;
@@ -34,7 +35,8 @@ void sim_summary_sink(void *ud, const cpu_event *ev, size_t n) {
         sim_counts *c;
         switch (e->kind) {
         case EV_CONTEXT: s->current = e->a; break;
-        case EV_TEXT: s->skip = (e->x + sizeof *e - 1) / sizeof *e; break;
+        case EV_TEXT:
+        case EV_PAGE: s->skip = cpu_event_payload_records(e); break;
         case EV_TRAP:
             if (e->x && (c = counts(s, s->current))) c->traps[e->a]++;
             break;

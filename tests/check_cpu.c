@@ -1752,6 +1752,21 @@ START_TEST(test_timer_irq_waits_for_if) {
 }
 END_TEST
 
+typedef struct {
+    uint32_t hlt;
+    uint64_t deadline;
+    int seen;
+} halt_check;
+
+/* EV_HALT says how long it idled: from its own stamp to the deadline (first one only) */
+static void check_halt(void *ud, const cpu_stamped *st) {
+    halt_check *h = ud;
+    if (st->ev.kind != EV_HALT || h->seen++) return;
+    ck_assert_uint_eq(st->ev.pc, h->hlt);
+    ck_assert_uint_gt(st->ev.x, 0);
+    ck_assert_uint_eq(st->cycle + st->ev.x + ((uint64_t)st->ev.y << 32), h->deadline);
+}
+
 START_TEST(test_hlt_idles_until_timer) {
     cpu_t *c = C;
     uint32_t at = CODE;
@@ -1777,15 +1792,10 @@ START_TEST(test_hlt_idles_until_timer) {
     cpu_trace_flush(&t);
     cpu_trace_reader rd;
     cpu_reader_init(&rd);
-    int seen = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        cpu_stamped st;
-        if (!cpu_reader_feed(&rd, &b.ev[i], &st) || st.ev.kind != EV_HALT || seen++) continue;
-        ck_assert_uint_eq(st.ev.pc, hlt);
-        ck_assert_uint_gt(st.ev.x, 0);
-        ck_assert_uint_eq(st.cycle + st.ev.x + ((uint64_t)st.ev.y << 32), deadline);
-    }
+    halt_check hc = {.hlt = hlt, .deadline = deadline};
+    cpu_reader_feed(&rd, b.ev, b.n, check_halt, &hc);
     cpu_reader_free(&rd);
+    int seen = hc.seen;
     ck_assert_int_eq(seen, 2); /* the idle one, then the stub's (halted for good) */
     trace_detach(c, &t, &b);
 }

@@ -70,28 +70,30 @@ typedef struct {
     size_t n;
 } replay;
 
+static void keep_one(void *ud, const cpu_stamped *out) {
+    replay *r = ud;
+    ck_assert_uint_lt(r->n, 256);
+    r->s[r->n] = *out;
+    if (out->text && out->text_len) {
+        ck_assert_uint_le(out->text_len, sizeof r->text[0]);
+        memcpy(r->text[r->n], out->text, out->text_len);
+    }
+    r->s[r->n].text = r->text[r->n];
+    r->n++;
+}
+
 static void replay_all(const sinkbuf *b, replay *r) {
     cpu_trace_reader rd;
     cpu_reader_init(&rd);
     r->n = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        cpu_stamped out;
-        if (!cpu_reader_feed(&rd, &b->ev[i], &out)) continue;
-        ck_assert_uint_lt(r->n, 256);
-        r->s[r->n] = out;
-        if (out.text && out.text_len) {
-            ck_assert_uint_le(out.text_len, sizeof r->text[0]);
-            memcpy(r->text[r->n], out.text, out.text_len);
-        }
-        r->s[r->n].text = r->text[r->n];
-        r->n++;
-    }
+    cpu_reader_feed(&rd, b->ev, b->n, keep_one, r); /* one record at a time is the same: see below */
     cpu_reader_free(&rd);
 }
 
+/* records of a kind, passing over payloads (page snapshots hold raw bytes) */
 static size_t count_kind(const sinkbuf *b, int kind) {
     size_t k = 0;
-    for (size_t i = 0; i < b->n; i++) k += b->ev[i].kind == kind;
+    for (size_t i = 0; i < b->n; i += 1 + cpu_event_payload_records(&b->ev[i])) k += b->ev[i].kind == kind;
     return k;
 }
 
@@ -410,6 +412,24 @@ static cpu_t *traced_machine(void) {
     return c;
 }
 
+typedef struct {
+    const uint32_t *pcs;
+    const uint64_t *steps, *cycles;
+    size_t n, k;
+} insn_check;
+
+static void check_insn(void *ud, const cpu_stamped *s) {
+    insn_check *c = ud;
+    if (s->ev.kind != EV_INSN) return;
+    size_t k = c->k;
+    ck_assert_uint_lt(k, c->n);
+    ck_assert_msg(s->ev.pc == c->pcs[k] && s->step == c->steps[k] && s->cycle == c->cycles[k],
+                  "insn %zu: pc %#x step %llu cycle %llu, machine had pc %#x step %llu cycle %llu", k,
+                  s->ev.pc, (unsigned long long)s->step, (unsigned long long)s->cycle, c->pcs[k],
+                  (unsigned long long)c->steps[k], (unsigned long long)c->cycles[k]);
+    c->k++;
+}
+
 START_TEST(test_cpu_run_stamps_match_single_step) {
     /* the twin, single-stepped: the machine's own counters before each instruction */
     cpu_t *twin = traced_machine();
@@ -445,22 +465,185 @@ START_TEST(test_cpu_run_stamps_match_single_step) {
 
     cpu_trace_reader rd;
     cpu_reader_init(&rd);
-    size_t k = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        cpu_stamped s;
-        if (!cpu_reader_feed(&rd, &b.ev[i], &s) || s.ev.kind != EV_INSN) continue;
-        ck_assert_uint_lt(k, n);
-        ck_assert_msg(s.ev.pc == pcs[k] && s.step == steps[k] && s.cycle == cycles[k],
-                      "insn %zu: pc %#x step %llu cycle %llu, machine had pc %#x step %llu cycle %llu", k,
-                      s.ev.pc, (unsigned long long)s.step, (unsigned long long)s.cycle, pcs[k],
-                      (unsigned long long)steps[k], (unsigned long long)cycles[k]);
-        k++;
-    }
-    ck_assert_uint_eq(k, n);
+    insn_check ic = {.pcs = pcs, .steps = steps, .cycles = cycles, .n = n};
+    for (size_t i = 0; i < b.n; i++) cpu_reader_feed(&rd, &b.ev[i], 1, check_insn, &ic); /* record by record */
+    ck_assert_uint_eq(ic.k, n);
     ck_assert_uint_eq(c->cycles, twin->cycles);
     ck_assert_uint_eq(c->r[5], 3);
     cpu_reader_free(&rd);
     cpu_trace_free(&t);
+    free(b.ev);
+    cpu_free(c);
+    cpu_free(twin);
+}
+END_TEST
+
+
+/* ---- compact instruction records: blocks, repeats, page snapshots, costs ---------------- */
+
+typedef struct {
+    uint32_t pc[4096], word[4096];
+    uint64_t step[4096], cycle[4096];
+    size_t n, k;
+    int mismatch;
+} twin_log;
+
+/* Single-step a machine, logging each instruction's pc, first word, step and cycle. */
+static void log_twin(cpu_t *c, twin_log *l, int (*between)(cpu_t *, uint64_t)) {
+    for (;;) {
+        ck_assert_uint_lt(l->n, 4096);
+        uint32_t w = 0;
+        cpu_virt_read(c, c->pc, &w, 4);
+        l->pc[l->n] = c->pc;
+        l->word[l->n] = w;
+        l->step[l->n] = c->steps;
+        l->cycle[l->n] = c->cycles;
+        l->n++;
+        if (between) between(c, c->steps);
+        if (cpu_run(c, 1) != CPU_EXIT_BUDGET) break;
+    }
+}
+
+static void cmp_twin(void *ud, const cpu_stamped *s) {
+    twin_log *l = ud;
+    if (s->ev.kind != EV_INSN) return;
+    size_t k = l->k++;
+    ck_assert_uint_lt(k, l->n);
+    ck_assert_msg(s->ev.pc == l->pc[k] && s->ev.x == l->word[k] && s->step == l->step[k] &&
+                      s->cycle == l->cycle[k],
+                  "insn %zu: read pc %#x word %#x step %llu cycle %llu; twin pc %#x word %#x step %llu cycle %llu",
+                  k, s->ev.pc, s->ev.x, (unsigned long long)s->step, (unsigned long long)s->cycle, l->pc[k],
+                  l->word[k], (unsigned long long)l->step[k], (unsigned long long)l->cycle[k]);
+}
+
+/* Run c traced (cap records a batch), then check the reader against the twin log. */
+static void traced_equals_twin(cpu_t *c, twin_log *l, sinkbuf *b, size_t cap,
+                               int (*between)(cpu_t *, uint64_t)) {
+    cpu_trace t;
+    cpu_trace_init(&t, cap);
+    t.insns = 1;
+    cpu_trace_add_sink(&t, sink, b);
+    c->trace = &t;
+    if (between) { /* stop at every step the hook cares about, as the twin did */
+        while (cpu_run(c, 1) == CPU_EXIT_BUDGET) between(c, c->steps);
+    } else {
+        ck_assert_int_ne(cpu_run(c, 100000), CPU_EXIT_BUDGET);
+    }
+    cpu_trace_flush(&t);
+    c->trace = NULL;
+    cpu_trace_free(&t);
+    cpu_trace_reader rd;
+    cpu_reader_init(&rd);
+    l->k = 0;
+    cpu_reader_feed(&rd, b->ev, b->n, cmp_twin, l);
+    cpu_reader_free(&rd);
+    ck_assert_uint_eq(l->k, l->n);
+}
+
+static cpu_t *loop_machine(int iterations) {
+    cpu_t *c = cpu_new(64 * 1024);
+    uint32_t at = CODE;
+    c->pc = CODE;
+    put(c, &at, OP_LI, 1, 0, 0);
+    put(c, &at, OP_LI, 2, 0, 0);
+    uint32_t top = put(c, &at, OP_ADD, 1, 2, 0);
+    put(c, &at, OP_ADDI, 2, 0, 1);
+    put(c, &at, OP_CMPI, 2, 0, iterations);
+    uint32_t j = at;
+    put(c, &at, OP_JL, 0, 0, (int32_t)(top - (j + 4)));
+    put(c, &at, OP_HLT, 0, 0, 0);
+    return c;
+}
+
+START_TEST(test_loop_is_one_block_and_a_repeat) {
+    static twin_log l;
+    memset(&l, 0, sizeof l);
+    cpu_t *twin = loop_machine(500);
+    log_twin(twin, &l, NULL);
+    cpu_t *c = loop_machine(500);
+    sinkbuf b = {0};
+    traced_equals_twin(c, &l, &b, 4096, NULL);
+    ck_assert_uint_eq(count_kind(&b, EV_REPEAT), 1);
+    ck_assert_uint_eq(count_kind(&b, EV_PAGE), 1);
+    ck_assert_uint_lt(b.n, 270 + 20); /* a page snapshot (257 records) and a handful more for 2000 insns */
+    ck_assert_uint_eq(c->r[1], 500 * 499 / 2);
+    free(b.ev);
+    cpu_free(c);
+    cpu_free(twin);
+}
+END_TEST
+
+/* the same with a tiny buffer: blocks and repeats cut across batches */
+START_TEST(test_blocks_across_small_batches) {
+    static twin_log l;
+    memset(&l, 0, sizeof l);
+    cpu_t *twin = loop_machine(50);
+    log_twin(twin, &l, NULL);
+    cpu_t *c = loop_machine(50);
+    sinkbuf b = {0};
+    traced_equals_twin(c, &l, &b, 3, NULL);
+    free(b.ev);
+    cpu_free(c);
+    cpu_free(twin);
+}
+END_TEST
+
+/* code that rewrites itself: the reader decodes the new bytes after the store */
+static cpu_t *smc_machine(void) {
+    cpu_t *c = cpu_new(64 * 1024);
+    uint32_t at = CODE;
+    c->pc = CODE;
+    cpu_insn nw = {.op = OP_LI, .ra = 3, .imm = 77};
+    uint32_t w[2];
+    cpu_encode(&nw, w);
+    put(c, &at, OP_LI, 4, 0, (int32_t)w[0]);
+    put(c, &at, OP_LI, 5, 0, (int32_t)w[1]);
+    uint32_t fix = at + 8 * 2 + 4 * 2 + 8; /* the address of the 'target' below */
+    put(c, &at, OP_LI, 6, 0, (int32_t)fix);
+    put(c, &at, OP_LI, 7, 0, 0);
+    put(c, &at, OP_ST, 6, 4, 0);
+    put(c, &at, OP_ST, 6, 5, 4);
+    put(c, &at, OP_NOP, 0, 0, 0);
+    put(c, &at, OP_NOP, 0, 0, 0);
+    ck_assert_uint_eq(at, fix);
+    put(c, &at, OP_LI, 3, 0, 11); /* target: replaced by li r3, 77 before it runs */
+    put(c, &at, OP_HLT, 0, 0, 0);
+    return c;
+}
+
+START_TEST(test_self_modifying_code_is_snapshot_again) {
+    static twin_log l;
+    memset(&l, 0, sizeof l);
+    cpu_t *twin = smc_machine();
+    log_twin(twin, &l, NULL);
+    ck_assert_uint_eq(twin->r[3], 77);
+    cpu_t *c = smc_machine();
+    sinkbuf b = {0};
+    traced_equals_twin(c, &l, &b, 4096, NULL);
+    ck_assert_uint_ge(count_kind(&b, EV_PAGE), 2); /* the page again after the stores */
+    ck_assert_uint_eq(c->r[3], 77);
+    free(b.ev);
+    cpu_free(c);
+    cpu_free(twin);
+}
+END_TEST
+
+/* a cost changed mid-run reaches the reader (EV_COST) */
+static int change_cost_at_40(cpu_t *c, uint64_t step) {
+    if (step == 40) cpu_set_cost(c, OP_ADD, 9);
+    return 0;
+}
+
+START_TEST(test_cost_change_reaches_reader) {
+    static twin_log l;
+    memset(&l, 0, sizeof l);
+    cpu_t *twin = loop_machine(30);
+    log_twin(twin, &l, change_cost_at_40);
+    cpu_t *c = loop_machine(30);
+    sinkbuf b = {0};
+    traced_equals_twin(c, &l, &b, 4096, change_cost_at_40);
+    ck_assert_uint_eq(count_kind(&b, EV_COST), 1);
+    ck_assert_uint_eq(c->cycles, twin->cycles);
     free(b.ev);
     cpu_free(c);
     cpu_free(twin);
@@ -487,6 +670,10 @@ Suite *suite_event(void) {
 
     t = tcase_create("cpu");
     tcase_add_test(t, test_cpu_run_stamps_match_single_step);
+    tcase_add_test(t, test_loop_is_one_block_and_a_repeat);
+    tcase_add_test(t, test_blocks_across_small_batches);
+    tcase_add_test(t, test_self_modifying_code_is_snapshot_again);
+    tcase_add_test(t, test_cost_change_reaches_reader);
     suite_add_tcase(s, t);
     return s;
 }

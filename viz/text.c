@@ -18,6 +18,8 @@ void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
     t->show = show;
     t->quiet = quiet;
     cpu_reader_init(&t->rd);
+    /* blocks are expanded into instructions only when they are printed */
+    t->rd.blocks = quiet ? READ_SKIP : (show & VIZ_SHOW_INSN) ? READ_INSNS : READ_CLOCK;
 }
 
 void viz_text_free(viz_text *t) { cpu_reader_free(&t->rd); }
@@ -209,7 +211,8 @@ static void columns(viz_text *t) {
     fprintf(t->out, "%7s %9s %4s %-8s  %s\n", "step", "cycle", "ring", "pc", "what");
 }
 
-static void print_one(viz_text *t, const cpu_stamped *s) {
+static void print_one(void *ud, const cpu_stamped *s) {
+    viz_text *t = ud;
     const cpu_event *e = &s->ev;
     if (e->kind == EV_TEXT && e->a == TEXT_PRINT) { /* the scenario's own output, verbatim */
         fwrite(s->text, 1, s->text_len, t->out);
@@ -243,9 +246,9 @@ static void print_one(viz_text *t, const cpu_stamped *s) {
             (unsigned long long)s->cycle, ring, e->pc, text);
 }
 
+static void print_cb(void *ud, const cpu_stamped *s) { print_one(ud, s); }
+
 void viz_text_sink(void *ud, const cpu_event *ev, size_t n) {
     viz_text *t = ud;
-    cpu_stamped s;
-    for (size_t i = 0; i < n; i++)
-        if (cpu_reader_feed(&t->rd, &ev[i], &s)) print_one(t, &s);
+    cpu_reader_feed(&t->rd, ev, n, print_cb, t);
 }
