@@ -436,7 +436,8 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
             RETIRE();
             return CPU_EXIT_VMX;
         }
-        if ((!c->vmx_on && op != OP_VMXON) || op == OP_VMCALL) TRAP_OUT(VEC_UD, CAUSE_UD, 0, w[0]);
+        if (!c->vmx_on && op != OP_VMXON) TRAP_OUT(VEC_UD, CAUSE_UD, 0, w[0]);
+        if (op == OP_VMCALL && c->cpl > 0) TRAP_OUT(VEC_GP, CAUSE_PRIV, 0, w[0]); /* SDM: #GP(0) */
     }
     if (c->cpl > 0 && cpu_op_configurable(op)) {
         beh = c->behaviour[op];
@@ -511,6 +512,9 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         break;
     case OP_VMXOFF:
         if (beh != SILENT) c->vmx_on = 0;
+        break;
+    case OP_VMCALL: /* in VMX root with no SMM monitor: VMfailInvalid (SDM 30.3, VMCALL) */
+        cpu_set_flags(c, (c->flags & CPU_FL_IF) | CPU_FL_CF);
         break;
     case OP_VMLAUNCH:
     case OP_VMRESUME:

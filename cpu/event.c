@@ -253,7 +253,6 @@ const char *cpu_cause_name(int cause) {
         [CAUSE_NONE] = "",
         [CAUSE_PRIV] = "privileged instruction at CPL>0",
         [CAUSE_INT_DENIED] = "int to a kernel-only vector",
-        [CAUSE_NO_HANDLER] = "no handler in the vector table",
         [CAUSE_UD] = "invalid opcode",
         [CAUSE_DE] = "division by zero",
         [CAUSE_PF] = "page fault",

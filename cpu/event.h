@@ -78,14 +78,14 @@ enum cpu_cause {
     CAUSE_NONE = 0,
     CAUSE_PRIV,       /* #GP: privileged instruction at CPL>0; y = word 0 */
     CAUSE_INT_DENIED, /* #GP: int to a kernel-only vector from CPL>0; y = word 0 */
-    CAUSE_NO_HANDLER, /* #GP/#DF: the vector table entry was 0; y = that vector */
     CAUSE_UD,         /* #UD: invalid opcode; y = word 0 */
     CAUSE_DE,         /* #DE: division by zero; y = word 0 */
     CAUSE_PF,         /* #PF; y = fault address, error code in the trap frame */
     CAUSE_BUS,        /* #MC: physical address outside memory; y = physical address */
     CAUSE_SOFT,       /* int / syscall / brk; y = word 0 */
     CAUSE_IRQ,        /* external interrupt; y = IRQ line */
-    CAUSE_DF,         /* #DF: a fault while delivering another; y = first vector */
+    CAUSE_DF,         /* #DF: a fault while delivering another (no handler, frame not
+                       * writable); y = first vector.  x86 would raise #NP or #GP first. */
     CAUSE_COUNT
 };
 

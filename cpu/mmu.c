@@ -83,9 +83,11 @@ cpu_tlb_entry *mmu_fill(cpu_t *c, uint32_t va, int acc, int *vec) {
     cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
     uint32_t perm = TLB_RK;
     if (bits & PTE_U) perm |= TLB_RU;
-    /* write access is cached only once the dirty bit is set, and never for code */
-    if ((bits & PTE_W) && (bits & PTE_D) && !c->code_page[ppn])
-        perm |= TLB_WK | ((bits & PTE_U) ? TLB_WU : 0);
+    /* write access is cached only once the dirty bit is set; the fast path never writes code */
+    if ((bits & PTE_W) && (bits & PTE_D)) {
+        perm |= TLB_AWK | ((bits & PTE_U) ? TLB_AWU : 0);
+        if (!c->code_page[ppn]) perm |= TLB_WK | ((bits & PTE_U) ? TLB_WU : 0);
+    }
     c->tlb_gen++;
     e->vpn = (va >> 12) + 1;
     e->perm = perm;
@@ -101,7 +103,7 @@ int mmu_access_slow(cpu_t *c, uint32_t va, void *buf, unsigned n, int acc) {
         uint32_t off = va & 0xfff, k = CPU_PAGE - off;
         if (k > n) k = n;
         cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
-        uint32_t need = mmu_need(c, write);
+        uint32_t need = write ? (c->cpl == 3 ? TLB_AWU : TLB_AWK) : mmu_need(c, 0);
         if (!(e->vpn == (va >> 12) + 1 && (e->perm & need))) {
             int vec;
             e = mmu_fill(c, va, acc, &vec);

@@ -24,6 +24,11 @@
 #define TLB_WK 2u /* kernel write */
 #define TLB_RU 4u /* user (CPL 3) read / fetch */
 #define TLB_WU 8u /* user write */
+/* Architectural write permission (W and D set).  TLB_WK/TLB_WU, the fast
+ * path's, are these minus pages holding predecoded code; the slow path uses
+ * these, so code pages cost no extra walk and see the same TLB as any page. */
+#define TLB_AWK 16u
+#define TLB_AWU 32u
 
 #define ACC_READ 0
 #define ACC_WRITE 1

@@ -439,7 +439,7 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
             int act = call_handler(L, ud, "vmx", -1, c);
             sim_switch_to(s, m);
             if (act < 0) { /* no VMM: VMfailInvalid (CF=1), as with no current VMCS */
-                cpu_set_flags(c, cpu_get_flags(c) | CPU_FL_CF);
+                cpu_set_flags(c, (cpu_get_flags(c) & CPU_FL_IF) | CPU_FL_CF); /* others cleared */
                 cpu_emit(c, EV_EMULATE, c->exit.insn.op, 0, c->exit.pc, c->exit.word[0], 0);
                 c->pc = c->exit.next_pc;
             } else if (act == ACT_EMULATE || act == ACT_DELIVER) {

@@ -212,10 +212,16 @@ void sim_print_summary(sim_session *s) {
         sim_machine *m = s->machines[i];
         if (!m) continue;
         cpu_t *c = m->cpu;
-        const char *state = c->dead ? "shut down (triple fault)" : c->halted ? "halted" : "stopped";
-        sb_printf(&b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s at pc 0x%08x, ring %d\n",
-                  m->id, m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
-                  (unsigned long long)c->cycles, state, c->pc, c->cpl);
+        char state[64];
+        if (c->dead)
+            snprintf(state, sizeof state, "shut down by a triple fault");
+        else if (c->halted)
+            snprintf(state, sizeof state, "halted by the hlt at 0x%08x", c->pc - 4);
+        else
+            snprintf(state, sizeof state, "stopped at 0x%08x", c->pc);
+        sb_printf(&b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s, ring %d\n", m->id,
+                  m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
+                  (unsigned long long)c->cycles, state, c->cpl);
         const sim_counts *k = sim_summary_of(&s->summary, m->id);
         if (k) {
             int any = 0;

@@ -2134,13 +2134,39 @@ START_TEST(test_vmx_insn_outside_vmx_ud) {
 }
 END_TEST
 
-START_TEST(test_vmcall_in_root_ud) {
+/* vmcall outside VMX operation: #UD; in VMX root at CPL 0: VMfailInvalid
+ * (CF = 1, SDM 30.3); in VMX root at CPL 3: #GP */
+START_TEST(test_vmcall_outside_vmx_ud) {
     cpu_t *c = C;
     uint32_t at = CODE;
-    c->vmx_on = 1;
     EMIT(VMCALL, 0, 0, 0);
     expect_trap(c, 10, VEC_UD);
     ck_assert_uint_eq(top_frame(c).pc, CODE);
+}
+END_TEST
+
+START_TEST(test_vmcall_in_root_vmfail) {
+    cpu_t *c = C;
+    uint32_t at = CODE;
+    c->vmx_on = 1;
+    EMIT(CMPI, 0, 0, 0); /* ZF = 1 before: VMfailInvalid clears it */
+    EMIT(VMCALL, 0, 0, 0);
+    uint32_t h = EMIT(HLT, 0, 0, 0);
+    ck_assert_int_eq(cpu_run(c, 10), CPU_EXIT_HALT);
+    ck_assert_uint_eq(c->exit.pc, h);
+    ck_assert_uint_eq(cpu_get_flags(c) & CPU_FL_ARITH, CPU_FL_CF);
+}
+END_TEST
+
+START_TEST(test_vmcall_in_root_cpl3_gp) {
+    cpu_t *c = C;
+    uint32_t at = CODE;
+    c->vmx_on = 1;
+    cpu_set_cpl(c, 3);
+    c->r[CPU_REG_SP] = USTACK;
+    uint32_t vc = EMIT(VMCALL, 0, 0, 0);
+    expect_trap(c, 10, VEC_GP);
+    ck_assert_uint_eq(top_frame(c).pc, vc);
 }
 END_TEST
 
@@ -2345,7 +2371,9 @@ Suite *suite_cpu(void) {
     t = tcase(s, "vmx");
     tcase_add_test(t, test_vmxon_enters_vmx);
     tcase_add_test(t, test_vmx_insn_outside_vmx_ud);
-    tcase_add_test(t, test_vmcall_in_root_ud);
+    tcase_add_test(t, test_vmcall_outside_vmx_ud);
+    tcase_add_test(t, test_vmcall_in_root_vmfail);
+    tcase_add_test(t, test_vmcall_in_root_cpl3_gp);
     tcase_add_test(t, test_vmlaunch_root_cpl0_exits);
     tcase_add_test(t, test_vmread_root_exits_with_operands);
     tcase_add_test(t, test_vmlaunch_cpl3_gp);
