@@ -117,7 +117,7 @@ typedef struct layout {
 } layout;
 
 static const layout LAYOUT_A = {9 * CPU_PAGE, 0, 1, 2, 8 * CPU_PAGE, 0, 0};
-static const layout LAYOUT_B = {16 * CPU_PAGE, 11, 13, 3, 15 * CPU_PAGE + 0x400, 1000003,
+static const layout LAYOUT_B = {16 * CPU_PAGE,   11, 13, 3, 15 * CPU_PAGE + 0x400, 1000003,
                                 (int64_t)1 << 32};
 
 /* One operand/state variant of an instruction. */
@@ -199,7 +199,8 @@ static void take_snap(const run *x, snap *s) {
     memset(s, 0, sizeof *s);
     s->v[S_CPL] = c->cpl;
     s->v[S_IF] = (cpu_get_flags(c) & CPU_FL_IF) != 0;
-    for (int n = 0; n < CPU_NCR; n++) s->v[S_CR + n] = cpu_get_cr(c, n);
+    for (int n = 0; n < CPU_NCR; n++)
+        s->v[S_CR + n] = cpu_get_cr(c, n);
     s->v[S_VMX] = c->vmx_on;
     s->v[S_HALTED] = c->halted;
     s->v[S_DEAD] = c->dead;
@@ -219,7 +220,8 @@ static void take_snap(const run *x, snap *s) {
 
 /* What the instruction did to the mode and the resources: after XOR before. */
 static void delta(const run *x, snap *d) {
-    for (int k = 0; k < S_COUNT; k++) d->v[k] = x->before.v[k] ^ x->after.v[k];
+    for (int k = 0; k < S_COUNT; k++)
+        d->v[k] = x->before.v[k] ^ x->after.v[k];
 }
 
 static int control_changed(const run *x) {
@@ -228,7 +230,9 @@ static int control_changed(const run *x) {
     return memcmp(&x->before, &x->after, sizeof x->before) != 0;
 }
 
-static uint32_t pa_of(const layout *L, uint32_t va) { return (L->frame0 << 12) + va; }
+static uint32_t pa_of(const layout *L, uint32_t va) {
+    return (L->frame0 << 12) + va;
+}
 
 static void put(cpu_t *c, uint32_t pa, const void *src, size_t n) {
     if (cpu_phys_write(c, pa, src, n)) abort(); /* the layouts above are wrong */
@@ -249,13 +253,15 @@ static void lab_open(lab *l) {
     for (int i = 0; i < M_COUNT; i++) {
         cpu_t *c = cpu_new(lab_layout(i)->mem);
         if (!c) abort(); /* host out of memory */
-        for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(c, v, 1);
+        for (int v = 0; v < CPU_NVEC; v++)
+            cpu_intercept(c, v, 1);
         l->m[i] = c;
     }
 }
 
 static void lab_close(lab *l) {
-    for (int i = 0; i < M_COUNT; i++) cpu_free(l->m[i]);
+    for (int i = 0; i < M_COUNT; i++)
+        cpu_free(l->m[i]);
 }
 
 /* Back to what cpu_new() returned (with every vector intercepted): what a run
@@ -285,7 +291,8 @@ static void execute(run *x, lab *l, int machine, const probe *p, int cpl, const 
     x->c = c;
     x->L = L;
     /* cpu_set_behaviour itself ignores the instructions that are not configurable */
-    for (int op = 0; op < OP_COUNT; op++) cpu_set_behaviour(c, op, pol->beh[op]);
+    for (int op = 0; op < OP_COUNT; op++)
+        cpu_set_behaviour(c, op, pol->beh[op]);
     /* page tables: virtual page i -> frame frame0 + i */
     uint32_t pde = (L->pt << 12) | PTE_P | PTE_W | PTE_U;
     put(c, L->pd << 12, &pde, 4);
@@ -294,9 +301,11 @@ static void execute(run *x, lab *l, int machine, const probe *p, int cpl, const 
         put(c, (L->pt << 12) + 4 * i, &pte, 4);
     }
     uint32_t h = V_HANDLER;
-    for (uint32_t v = 0; v < CPU_NVEC; v++) put(c, L->vbr + 4 * v, &h, 4);
+    for (uint32_t v = 0; v < CPU_NVEC; v++)
+        put(c, L->vbr + 4 * v, &h, 4);
     uint8_t page[CPU_PAGE];
-    for (uint32_t i = 0; i < CPU_PAGE; i++) page[i] = (uint8_t)(i * 7 + 1);
+    for (uint32_t i = 0; i < CPU_PAGE; i++)
+        page[i] = (uint8_t)(i * 7 + 1);
     put(c, pa_of(L, V_DATA), page, sizeof page);
     put(c, pa_of(L, V_STACK), p->stack, sizeof p->stack);
     uint32_t w[2] = {0, 0};
@@ -359,9 +368,13 @@ static int operands(int op, operand *o) {
 #define ADD(ra_, rb_, imm_, reg_, val_)                                                            \
     do {                                                                                           \
         if (n < MAX_OPERANDS)                                                                      \
-            o[n++] = (operand){{.op = (uint8_t)op, .ra = (uint8_t)(ra_), .rb = (uint8_t)(rb_),     \
-                                .size = (uint8_t)cpu_fmt_size(fmt), .imm = (int32_t)(imm_)},      \
-                               (reg_), (uint32_t)(val_)};                                          \
+            o[n++] = (operand){{.op = (uint8_t)op,                                                 \
+                                .ra = (uint8_t)(ra_),                                              \
+                                .rb = (uint8_t)(rb_),                                              \
+                                .size = (uint8_t)cpu_fmt_size(fmt),                                \
+                                .imm = (int32_t)(imm_)},                                           \
+                               (reg_),                                                             \
+                               (uint32_t)(val_)};                                                  \
     } while (0)
     static const uint16_t ports[] = {PORT_CONSOLE, PORT_TIMER, PORT_DEVICE, PORT_UNUSED};
     static const int crs[] = {CR_STATUS, CR_VBR, CR_FADDR, CR_PTBR, CR_KSP, 7 /* no such CR */};
@@ -374,7 +387,8 @@ static int operands(int op, operand *o) {
     case F_RR: /* small values in rs: a zero divisor, cpuid leaves 0-2, short shifts */
         ADD(1, 2, 0, -1, 0);
         ADD(2, 2, 0, -1, 0);
-        for (uint32_t v = 0; v < 3; v++) ADD(1, 2, 0, 2, v);
+        for (uint32_t v = 0; v < 3; v++)
+            ADD(1, 2, 0, 2, v);
         break;
     case F_RI:
         ADD(1, 0, 0, -1, 0);
@@ -404,10 +418,12 @@ static int operands(int op, operand *o) {
         ADD(0, 0, 0xff, -1, 0);
         break;
     case F_PIN:
-        for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) ADD(1, 0, ports[i], -1, 0);
+        for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
+            ADD(1, 0, ports[i], -1, 0);
         break;
     case F_POUT:
-        for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) ADD(0, 1, ports[i], -1, 0);
+        for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
+            ADD(0, 1, ports[i], -1, 0);
         break;
     case F_CRW: /* each control register, written with two values */
         for (size_t i = 0; i < sizeof crs / sizeof crs[0]; i++) {
@@ -416,7 +432,8 @@ static int operands(int op, operand *o) {
         }
         break;
     case F_CRR:
-        for (size_t i = 0; i < sizeof crs / sizeof crs[0]; i++) ADD(1, crs[i], 0, -1, 0);
+        for (size_t i = 0; i < sizeof crs / sizeof crs[0]; i++)
+            ADD(1, crs[i], 0, -1, 0);
         break;
     default: ADD(0, 0, 0, -1, 0); break;
     }
@@ -434,10 +451,10 @@ static void make_probe(const operand *o, int s, int vmx_on, probe *p) {
     p->in = o->in;
     for (uint32_t i = 0; i < 16; i++) {
         switch (s) {
-        case 0: p->r[i] = V_DATA + 16 * i; break;   /* addresses in the data page */
-        case 1: p->r[i] = i * 0x01010101u; break;   /* r0 = 0; unmapped addresses */
-        case 2: p->r[i] = 0xfffffff0u + i; break;   /* near the top: wraps, faults */
-        default: p->r[i] = 0x3000 + 8 * i; break;   /* addresses in the stack page */
+        case 0: p->r[i] = V_DATA + 16 * i; break; /* addresses in the data page */
+        case 1: p->r[i] = i * 0x01010101u; break; /* r0 = 0; unmapped addresses */
+        case 2: p->r[i] = 0xfffffff0u + i; break; /* near the top: wraps, faults */
+        default: p->r[i] = 0x3000 + 8 * i; break; /* addresses in the stack page */
         }
     }
     p->r[CPU_REG_SP] = V_STACK;
@@ -628,8 +645,9 @@ static int is_in(const int *ops, int n, int op) {
 void cpu_analyze_print(const cpu_pg_report *r, FILE *f) {
     fprintf(f, "Popek & Goldberg analysis of the vlab ISA under the %s policy%s\n", r->policy,
             r->tsd ? " (status.TSD set)" : "");
-    fprintf(f, "Found by executing every instruction once per probe state (%ld runs on scratch\n"
-               "machines); the sens and x86 columns of isa.def were not consulted.\n",
+    fprintf(f,
+            "Found by executing every instruction once per probe state (%ld runs on scratch\n"
+            "machines); the sens and x86 columns of isa.def were not consulted.\n",
             r->runs);
     static const char *const part_title[2] = {"User part of the ISA (opcodes 0x00-0x7f)",
                                               "System part of the ISA (opcodes 0x80-0xff)"};
@@ -645,9 +663,9 @@ void cpu_analyze_print(const cpu_pg_report *r, FILE *f) {
             int b1 = is_in(r->thm1_breakers, r->n_thm1, op);
             int b3 = is_in(r->thm3_breakers, r->n_thm3, op);
             const char *mark = b1 && b3 ? "<- breaks Thm 1 and 3"
-                               : b1       ? "<- breaks Thm 1"
-                               : b3       ? "<- breaks Thm 3"
-                                          : NULL;
+                               : b1     ? "<- breaks Thm 1"
+                               : b3     ? "<- breaks Thm 3"
+                                        : NULL;
             fprintf(f, "  %-8s  %-10s  %-7s  %-4s  %-8s  %-12s  ", cpu_isa[op].mnem,
                     w->privileged ? "yes" : "no", w->control ? "yes" : "-", w->mode ? "yes" : "-",
                     w->location ? "yes" : "-", class_name(w->cls));
@@ -675,8 +693,9 @@ void cpu_analyze_print(const cpu_pg_report *r, FILE *f) {
     fprintf(f, "Theorem 1 (Popek & Goldberg 1974): a VMM can be built if every sensitive "
                "instruction is privileged.\n");
     if (r->thm1_holds) {
-        fprintf(f, "  Verdict under %s: HOLDS \xe2\x80\x94 every sensitive instruction is "
-                   "privileged.\n",
+        fprintf(f,
+                "  Verdict under %s: HOLDS \xe2\x80\x94 every sensitive instruction is "
+                "privileged.\n",
                 r->policy);
     } else {
         char lead[96];
@@ -688,22 +707,22 @@ void cpu_analyze_print(const cpu_pg_report *r, FILE *f) {
                "user-sensitive\n"
                "instruction (control- or location-sensitive at CPL 3) is privileged.\n");
     if (r->thm3_holds) {
-        fprintf(f, "  Verdict under %s: HOLDS \xe2\x80\x94 every user-sensitive instruction is "
-                   "privileged.\n",
+        fprintf(f,
+                "  Verdict under %s: HOLDS \xe2\x80\x94 every user-sensitive instruction is "
+                "privileged.\n",
                 r->policy);
     } else {
         char lead[96];
-        snprintf(lead, sizeof lead,
-                 "  Verdict under %s: FAILS \xe2\x80\x94 user-sensitive but not privileged:",
-                 r->policy);
+        snprintf(
+            lead, sizeof lead,
+            "  Verdict under %s: FAILS \xe2\x80\x94 user-sensitive but not privileged:", r->policy);
         print_list(f, lead, r->thm3_breakers, r->n_thm3);
     }
     if (!r->thm1_holds && r->thm3_holds)
         fprintf(f, "  Theorem 1 does not apply but Theorem 3 does: a hybrid VMM, which interprets\n"
                    "  the guest's supervisor mode, can be built.\n");
     else if (!r->thm3_holds)
-        fprintf(f,
-                "  Neither theorem applies: trap-and-emulate alone cannot virtualize this\n"
-                "  machine. Rewrite the guest (binary translation, paravirtualization) or\n"
-                "  change the hardware (VT-x).\n");
+        fprintf(f, "  Neither theorem applies: trap-and-emulate alone cannot virtualize this\n"
+                   "  machine. Rewrite the guest (binary translation, paravirtualization) or\n"
+                   "  change the hardware (VT-x).\n");
 }

@@ -25,7 +25,7 @@
 
 /* One instruction's findings. */
 typedef struct cpu_pg_row {
-    int op;           /* cpu_op */
+    int op; /* cpu_op */
     /* Sensitivity: what the instruction does when it executes (probed with
      * every configurable instruction set to LEAK, so that it runs at any CPL). */
     int control;      /* changes the mode or the resources without trapping */

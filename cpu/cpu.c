@@ -74,7 +74,8 @@ static inline int cond(const cpu_t *c, int op) {
         }
     }
     uint32_t f = arith_flags(c);
-    int zf = !!(f & CPU_FL_ZF), sf = !!(f & CPU_FL_SF), of = !!(f & CPU_FL_OF), cf = !!(f & CPU_FL_CF);
+    int zf = !!(f & CPU_FL_ZF), sf = !!(f & CPU_FL_SF), of = !!(f & CPU_FL_OF),
+        cf = !!(f & CPU_FL_CF);
     switch (op) {
     case OP_JE: return zf;
     case OP_JNE: return !zf;
@@ -114,7 +115,8 @@ cpu_t *cpu_new(uint32_t mem_bytes) {
 void cpu_free(cpu_t *c) {
     if (!c) return;
     if (c->code)
-        for (uint32_t i = 0; i < c->npages; i++) free(c->code[i]);
+        for (uint32_t i = 0; i < c->npages; i++)
+            free(c->code[i]);
     free(c->code);
     free(c->code_page);
     free(c->snapped);
@@ -141,8 +143,8 @@ void cpu_reset(cpu_t *c) {
 }
 
 const char *cpu_exit_name(int r) {
-    static const char *const n[CPU_EXIT_COUNT] = {
-        "none", "budget", "halt", "breakpoint", "trap", "event", "shutdown", "vmx", "stop"};
+    static const char *const n[CPU_EXIT_COUNT] = {"none",  "budget",   "halt", "breakpoint", "trap",
+                                                  "event", "shutdown", "vmx",  "stop"};
     return r >= 0 && r < CPU_EXIT_COUNT ? n[r] : "?";
 }
 
@@ -168,7 +170,9 @@ void cpu_set_cr(cpu_t *c, int n, uint32_t v) {
     }
 }
 
-void cpu_set_cpl(cpu_t *c, int cpl) { c->cpl = (uint8_t)(cpl & 3); }
+void cpu_set_cpl(cpu_t *c, int cpl) {
+    c->cpl = (uint8_t)(cpl & 3);
+}
 
 void cpu_intercept(cpu_t *c, int v, int on) {
     if (v < 0 || v >= CPU_NVEC) return;
@@ -231,8 +235,13 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
     if (kind < 64 && ((c->stop_on >> kind) & 1)) {
         c->stop_req = 2;
         c->event_at = 0;
-        c->stop_event = (cpu_event){.kind = (uint8_t)kind, .mode = cpu_mode_byte(c), .a = (uint8_t)a,
-                                    .b = (uint8_t)b, .pc = pc, .x = x, .y = y};
+        c->stop_event = (cpu_event){.kind = (uint8_t)kind,
+                                    .mode = cpu_mode_byte(c),
+                                    .a = (uint8_t)a,
+                                    .b = (uint8_t)b,
+                                    .pc = pc,
+                                    .x = x,
+                                    .y = y};
     }
 }
 
@@ -265,7 +274,9 @@ static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
     return 0;
 }
 
-static int pf_bits(uint32_t err) { return (int)((err & 7) | ((err & PF_FETCH) ? 8 : 0)); }
+static int pf_bits(uint32_t err) {
+    return (int)((err & 7) | ((err & PF_FETCH) ? 8 : 0));
+}
 
 /* Deliver vec through the vector table; escalate to #DF, then shut down. */
 static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t from_pc) {
@@ -277,21 +288,36 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
     int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
     if (enter_handler(c, vec, err, &handler) == 0) {
         if (c->trace) {
-            cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
-                           .pc = from_pc, .x = handler, .y = aux};
+            cpu_event e = {.kind = EV_TRAP,
+                           .mode = mode,
+                           .a = (uint8_t)vec,
+                           .b = (uint8_t)bcode,
+                           .pc = from_pc,
+                           .x = handler,
+                           .y = aux};
             cpu_trace_put(c->trace, c->steps, at, &e);
         }
         if ((c->stop_on >> EV_TRAP) & 1) {
             c->stop_req = 2;
             c->event_at = 0;
-            c->stop_event = (cpu_event){.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec,
-                                        .b = (uint8_t)bcode, .pc = from_pc, .x = handler, .y = aux};
+            c->stop_event = (cpu_event){.kind = EV_TRAP,
+                                        .mode = mode,
+                                        .a = (uint8_t)vec,
+                                        .b = (uint8_t)bcode,
+                                        .pc = from_pc,
+                                        .x = handler,
+                                        .y = aux};
         }
         return 0;
     }
     if (c->trace) {
-        cpu_event e = {.kind = EV_TRAP, .mode = mode, .a = (uint8_t)vec, .b = (uint8_t)bcode,
-                       .pc = from_pc, .x = 0, .y = aux};
+        cpu_event e = {.kind = EV_TRAP,
+                       .mode = mode,
+                       .a = (uint8_t)vec,
+                       .b = (uint8_t)bcode,
+                       .pc = from_pc,
+                       .x = 0,
+                       .y = aux};
         cpu_trace_put(c->trace, c->steps, at, &e);
     }
     if (vec != VEC_DF) return deliver(c, VEC_DF, CAUSE_DF, 0, (uint32_t)vec, from_pc);
@@ -302,7 +328,8 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
 
 void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
     /* after an intercepted trap, the event names the instruction that raised it */
-    uint32_t at = (c->exit.reason == CPU_EXIT_TRAP && c->exit.vector == vector) ? c->exit.pc : c->pc;
+    uint32_t at =
+        (c->exit.reason == CPU_EXIT_TRAP && c->exit.vector == vector) ? c->exit.pc : c->pc;
     deliver(c, vector & 0xff, cause, err, aux, at);
 }
 
@@ -399,7 +426,7 @@ static int iret(cpu_t *c, int behaviour) {
 
 static uint32_t cpuid(const cpu_t *c, uint32_t leaf) {
     switch (leaf) {
-    case 0: return 0x42414c56u;          /* "VLAB" */
+    case 0: return 0x42414c56u;         /* "VLAB" */
     case 1: return 1u | 2u | (1u << 5); /* paging, tsc, vmx */
     case 2: return c->mem_size / 1024;
     default: return 0;
@@ -648,16 +675,18 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
     do {                                                                                           \
         if (checked && blk.count) {                                                                \
             cpu_trace *t_ = c->trace;                                                              \
-            if (likely(c->snapped[blk.ppn] && blk.step == t_->step && blk.cycle == t_->cycle &&   \
+            if (likely(c->snapped[blk.ppn] && blk.step == t_->step && blk.cycle == t_->cycle &&    \
                        t_->n + 1 < t_->cap)) { /* the reader's clock agrees: just the record */    \
-                cpu_event eb_ = {.kind = EV_BLOCK, .mode = blk.mode, .pc = blk.pc,                 \
+                cpu_event eb_ = {.kind = EV_BLOCK,                                                 \
+                                 .mode = blk.mode,                                                 \
+                                 .pc = blk.pc,                                                     \
                                  .x = blk.count | blk.ppn << 12};                                  \
                 cpu_event *last_ = t_->n ? &t_->buf[t_->n - 1] : NULL;                             \
                 if (last_ && last_->kind == EV_REPEAT && t_->n >= 2 &&                             \
                     !memcmp(&t_->buf[t_->n - 2], &eb_, sizeof eb_) && blk.cost == t_->rep_cost &&  \
                     last_->x < UINT32_MAX)                                                         \
                     last_->x++; /* the same block again: count it */                               \
-                else if (last_ && !memcmp(last_, &eb_, sizeof eb_) && blk.cost == t_->rep_cost)     \
+                else if (last_ && !memcmp(last_, &eb_, sizeof eb_) && blk.cost == t_->rep_cost)    \
                     t_->buf[t_->n++] = (cpu_event){.kind = EV_REPEAT, .x = 1};                     \
                 else                                                                               \
                     t_->buf[t_->n++] = eb_;                                                        \
@@ -696,8 +725,12 @@ static void record_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, uint8_t mode,
                         uint64_t cycle) {
     uint32_t w[2] = {0, 0}, ic = c->cost[ip->op];
     cpu_encode(ip, w);
-    cpu_event e = {.kind = EV_INSN, .mode = mode, .b = (uint8_t)(ic > 255 ? 255 : ic), .pc = pc,
-                   .x = w[0], .y = w[1]};
+    cpu_event e = {.kind = EV_INSN,
+                   .mode = mode,
+                   .b = (uint8_t)(ic > 255 ? 255 : ic),
+                   .pc = pc,
+                   .x = w[0],
+                   .y = w[1]};
     cpu_trace_put(c->trace, step, cycle, &e); /* a cost above 255 is corrected by the next sync */
 }
 
@@ -716,11 +749,12 @@ static void record_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, uint8_t mode,
             if (fv) goto mem_fault;                                                                \
         }                                                                                          \
     } while (0)
-#define LD32(addr, dst) MEM(ACC_READ, need_r, addr, &(dst), 4, (a_ & 0xfff) <= 0xffc, memcpy(&(dst), h_, 4))
+#define LD32(addr, dst)                                                                            \
+    MEM(ACC_READ, need_r, addr, &(dst), 4, (a_ & 0xfff) <= 0xffc, memcpy(&(dst), h_, 4))
 #define ST32(addr, val)                                                                            \
     do {                                                                                           \
         uint32_t v_ = (val);                                                                       \
-        MEM(ACC_WRITE, need_w, addr, &v_, 4, (a_ & 0xfff) <= 0xffc, memcpy(h_, &v_, 4));            \
+        MEM(ACC_WRITE, need_w, addr, &v_, 4, (a_ & 0xfff) <= 0xffc, memcpy(h_, &v_, 4));           \
     } while (0)
 #define LD8(addr, dst)                                                                             \
     do {                                                                                           \

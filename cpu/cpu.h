@@ -28,13 +28,13 @@
 
 /* Vectors (x86 numbering where x86 has one). */
 enum {
-    VEC_DE = 0,  /* divide error */
-    VEC_BP = 3,  /* breakpoint (brk, int 3) */
-    VEC_UD = 6,  /* invalid opcode */
-    VEC_DF = 8,  /* double fault */
-    VEC_GP = 13, /* general protection */
-    VEC_PF = 14, /* page fault */
-    VEC_MC = 18, /* machine check: bus error */
+    VEC_DE = 0,    /* divide error */
+    VEC_BP = 3,    /* breakpoint (brk, int 3) */
+    VEC_UD = 6,    /* invalid opcode */
+    VEC_DF = 8,    /* double fault */
+    VEC_GP = 13,   /* general protection */
+    VEC_PF = 14,   /* page fault */
+    VEC_MC = 18,   /* machine check: bus error */
     VEC_IRQ0 = 32, /* external interrupt line n arrives on vector 32+n; line 0 = timer */
     VEC_SYSCALL = 0x80,
     CPU_NVEC = 256
@@ -75,15 +75,15 @@ enum cpu_exit_reason {
 };
 
 typedef struct cpu_exit {
-    int reason;        /* cpu_exit_reason */
-    int vector;        /* TRAP: vector; EVENT: event kind */
-    int cause;         /* TRAP: cpu_cause */
-    uint32_t err;      /* TRAP: error code pushed with it */
-    uint32_t addr;     /* TRAP: fault address (page fault), bus address */
-    uint32_t pc;       /* address of the instruction concerned */
-    uint32_t next_pc;  /* address after it (to skip it) */
-    uint32_t word[2];  /* its raw words */
-    cpu_insn insn;     /* and decoded */
+    int reason;       /* cpu_exit_reason */
+    int vector;       /* TRAP: vector; EVENT: event kind */
+    int cause;        /* TRAP: cpu_cause */
+    uint32_t err;     /* TRAP: error code pushed with it */
+    uint32_t addr;    /* TRAP: fault address (page fault), bus address */
+    uint32_t pc;      /* address of the instruction concerned */
+    uint32_t next_pc; /* address after it (to skip it) */
+    uint32_t word[2]; /* its raw words */
+    cpu_insn insn;    /* and decoded */
 } cpu_exit;
 
 typedef struct cpu cpu_t;
@@ -92,11 +92,11 @@ typedef struct cpu cpu_t;
 typedef int (*cpu_port_fn)(void *ud, cpu_t *c, int is_out, uint16_t port, uint32_t *value);
 
 typedef struct cpu_tlb_entry {
-    uint32_t vpn;   /* virtual page number + 1 (0 = empty) */
-    uint32_t perm;  /* TLB_* bits allowed through this entry */
-    uint32_t ppn;   /* physical page number */
+    uint32_t vpn;  /* virtual page number + 1 (0 = empty) */
+    uint32_t perm; /* TLB_* bits allowed through this entry */
+    uint32_t ppn;  /* physical page number */
     uint32_t pad;
-    uint8_t *host;  /* host address of the physical page */
+    uint8_t *host; /* host address of the physical page */
 } cpu_tlb_entry;
 
 struct cpu {
@@ -108,13 +108,13 @@ struct cpu {
     uint32_t lf_a, lf_b;
     uint32_t cr[CPU_NCR];
     uint8_t cpl;
-    uint8_t vmx_on;   /* VMX operation (vmxon executed) */
-    uint8_t nonroot;  /* VMX non-root mode: set by the VMM layer */
-    uint8_t halted;   /* waiting in hlt */
-    uint8_t dead;     /* shut down by a triple fault */
+    uint8_t vmx_on;    /* VMX operation (vmxon executed) */
+    uint8_t nonroot;   /* VMX non-root mode: set by the VMM layer */
+    uint8_t halted;    /* waiting in hlt */
+    uint8_t dead;      /* shut down by a triple fault */
     uint8_t mid_block; /* the last run stopped inside a block: no interrupt check on resume */
     uint64_t cycles;
-    uint64_t steps;   /* instructions attempted (retired or faulted) */
+    uint64_t steps;     /* instructions attempted (retired or faulted) */
     int64_t tsc_offset; /* rdtsc returns cycles + tsc_offset */
 
     /* memory */
@@ -139,14 +139,14 @@ struct cpu {
     void *port_ud;
 
     /* configuration */
-    uint8_t behaviour[OP_COUNT]; /* at CPL>0, for configurable ops */
+    uint8_t behaviour[OP_COUNT];      /* at CPL>0, for configurable ops */
     uint32_t cost[OP_INTERNAL_COUNT]; /* cycles per instruction ([OP_INVALID]: an invalid opcode) */
-    uint32_t cost_trap;          /* delivering a trap or interrupt */
-    uint32_t cost_walk;          /* a TLB miss with paging on */
+    uint32_t cost_trap;               /* delivering a trap or interrupt */
+    uint32_t cost_walk;               /* a TLB miss with paging on */
 
     /* host control */
     uint32_t intercept[CPU_NVEC / 32];
-    uint64_t stop_on; /* bit k: stop after recording an event of kind k (k < 64) */
+    uint64_t stop_on;     /* bit k: stop after recording an event of kind k (k < 64) */
     cpu_event stop_event; /* the event that matched stop_on */
     uint32_t *breaks;
     int nbreaks, breaks_cap;
@@ -178,7 +178,7 @@ void cpu_request_stop(cpu_t *c);
 int cpu_policy_preset(cpu_t *c, const char *name); /* "x86" or "strict"; -1 if unknown */
 void cpu_set_behaviour(cpu_t *c, int op, int behaviour);
 int cpu_policy_matches(const cpu_t *c, const char *name); /* 1 if c follows that preset */
-const char *cpu_policy_describe(const cpu_t *c);            /* "x86", "strict" or "custom" */
+const char *cpu_policy_describe(const cpu_t *c);          /* "x86", "strict" or "custom" */
 
 /* Costs */
 void cpu_costs_default(cpu_t *c);
@@ -196,7 +196,7 @@ int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n);
 void cpu_tlb_flush(cpu_t *c);
 
 /* Registers seen by software */
-uint32_t cpu_get_flags(const cpu_t *c); /* with the CPL copy in bits 12-13 */
+uint32_t cpu_get_flags(const cpu_t *c);   /* with the CPL copy in bits 12-13 */
 void cpu_set_flags(cpu_t *c, uint32_t v); /* all writable bits, IF included */
 uint32_t cpu_get_cr(const cpu_t *c, int n);
 void cpu_set_cr(cpu_t *c, int n, uint32_t v); /* host write: same effects as wrcr */

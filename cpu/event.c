@@ -29,7 +29,8 @@ int cpu_trace_add_sink(cpu_trace *t, cpu_trace_sink fn, void *ud) {
 
 void cpu_trace_flush(cpu_trace *t) {
     if (t->n == 0) return;
-    for (int i = 0; i < t->nsinks; i++) t->sinks[i](t->sink_ud[i], t->buf, t->n);
+    for (int i = 0; i < t->nsinks; i++)
+        t->sinks[i](t->sink_ud[i], t->buf, t->n);
     t->n = 0;
 }
 
@@ -81,11 +82,14 @@ void cpu_trace_text(cpu_trace *t, uint64_t step, uint64_t cycle, uint8_t mode, i
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
-void cpu_reader_init(cpu_trace_reader *r) { memset(r, 0, sizeof *r); }
+void cpu_reader_init(cpu_trace_reader *r) {
+    memset(r, 0, sizeof *r);
+}
 
 void cpu_reader_free(cpu_trace_reader *r) {
     for (int i = 0; i < r->nctx; i++) {
-        for (uint32_t p = 0; p < r->ctx[i].npages; p++) free(r->ctx[i].pages[p]);
+        for (uint32_t p = 0; p < r->ctx[i].npages; p++)
+            free(r->ctx[i].pages[p]);
         free(r->ctx[i].pages);
         free(r->ctx[i].cost);
     }
@@ -140,9 +144,14 @@ static void expand_block(cpu_trace_reader *r, const cpu_event *e, cpu_reader_fn 
         cpu_insn in = cpu_decode(w0, w1);
         uint32_t cost = cost_of(x, in.op);
         if (fn) { /* one EV_INSN, exactly as if it had been recorded alone */
-            cpu_stamped s = {.ev = {.kind = EV_INSN, .mode = e->mode, .b = (uint8_t)(cost > 255 ? 255 : cost),
-                                    .pc = pc, .x = w0, .y = in.size == 8 ? w1 : 0},
-                             .step = r->step, .cycle = r->cycle};
+            cpu_stamped s = {.ev = {.kind = EV_INSN,
+                                    .mode = e->mode,
+                                    .b = (uint8_t)(cost > 255 ? 255 : cost),
+                                    .pc = pc,
+                                    .x = w0,
+                                    .y = in.size == 8 ? w1 : 0},
+                             .step = r->step,
+                             .cycle = r->cycle};
             fn(ud, &s);
         }
         r->step++;
@@ -163,7 +172,8 @@ static void emit(cpu_trace_reader *r, const cpu_event *e, cpu_reader_fn fn, void
     fn(ud, &s);
 }
 
-void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn, void *ud) {
+void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn,
+                     void *ud) {
     for (size_t i = 0; i < n; i++) {
         const cpu_event *e = &ev[i];
         if (r->text_need) { /* a payload record */
@@ -207,7 +217,8 @@ void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_rea
         case EV_REPEAT:
             if (r->blocks == READ_INSNS) {
                 cpu_event b = r->last_block;
-                for (uint32_t k = 0; k < e->x; k++) expand_block(r, &b, fn, ud);
+                for (uint32_t k = 0; k < e->x; k++)
+                    expand_block(r, &b, fn, ud);
             } else {
                 r->step += (uint64_t)(r->last_block.x & 0xfff) * e->x;
                 r->cycle += r->last_block_cost * e->x;
@@ -217,7 +228,8 @@ void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_rea
             cpu_reader_ctx *x = ctx_of(r);
             if (!x->cost) {
                 if (!(x->cost = malloc(OP_COUNT * sizeof *x->cost))) abort();
-                for (int op = 0; op < OP_COUNT; op++) x->cost[op] = cpu_isa[op].cycles;
+                for (int op = 0; op < OP_COUNT; op++)
+                    x->cost[op] = cpu_isa[op].cycles;
             }
             if (e->a < OP_COUNT) x->cost[e->a] = e->x;
             break;
@@ -238,12 +250,15 @@ void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_rea
 
 const char *cpu_event_kind_name(int kind) {
     static const char *const n[EV_CPU_LAST] = {
-        [EV_NONE] = "none",         [EV_INSN] = "insn",     [EV_SYNC] = "sync",
-        [EV_TRAP] = "trap",         [EV_INTERCEPT] = "intercept", [EV_IRET] = "iret",
-        [EV_SENSITIVE] = "sensitive", [EV_IO] = "io",       [EV_HALT] = "halt",
-        [EV_SHUTDOWN] = "shutdown", [EV_BREAK] = "break",   [EV_TEXT] = "text",
-        [EV_POLICY] = "policy",     [EV_EMULATE] = "emulate", [EV_CONTEXT] = "context",
-        [EV_BLOCK] = "block",       [EV_PAGE] = "page",     [EV_COST] = "cost",
+        [EV_NONE] = "none",           [EV_INSN] = "insn",
+        [EV_SYNC] = "sync",           [EV_TRAP] = "trap",
+        [EV_INTERCEPT] = "intercept", [EV_IRET] = "iret",
+        [EV_SENSITIVE] = "sensitive", [EV_IO] = "io",
+        [EV_HALT] = "halt",           [EV_SHUTDOWN] = "shutdown",
+        [EV_BREAK] = "break",         [EV_TEXT] = "text",
+        [EV_POLICY] = "policy",       [EV_EMULATE] = "emulate",
+        [EV_CONTEXT] = "context",     [EV_BLOCK] = "block",
+        [EV_PAGE] = "page",           [EV_COST] = "cost",
         [EV_REPEAT] = "repeat"};
     return kind >= 0 && kind < EV_CPU_LAST && n[kind] ? n[kind] : "?";
 }

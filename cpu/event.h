@@ -18,8 +18,8 @@
  * after the page is written).  A loop of four instructions costs one record a
  * pass, and a block that runs again right away only bumps an EV_REPEAT
  * after it, so a hot loop costs almost nothing.  The reader hands every
- * instruction out as its own EV_INSN, so a consumer never sees blocks.  Instructions outside a page (an 8-byte
- * instruction straddling two pages, an unaligned pc) come as single EV_INSN.
+ * instruction out as its own EV_INSN, so a consumer never sees blocks.  Instructions outside a page
+ * (an 8-byte instruction straddling two pages, an unaligned pc) come as single EV_INSN.
  *
  * A record's fields by kind (mode = CPL | VMX bits at the time of the event):
  *   EV_INSN      pc, x = word 0, y = word 1 (8-byte formats), b = cycles (<=255)
@@ -91,9 +91,9 @@ enum cpu_cause {
 
 /* EV_TEXT kinds */
 enum {
-    TEXT_NOTE = 0,   /* an annotation from the scenario (machine:note) */
-    TEXT_PRINT = 1,  /* the scenario's own print() output */
-    TEXT_HEADER = 2, /* the run's parameters, first in a trace */
+    TEXT_NOTE = 0,    /* an annotation from the scenario (machine:note) */
+    TEXT_PRINT = 1,   /* the scenario's own print() output */
+    TEXT_HEADER = 2,  /* the run's parameters, first in a trace */
     TEXT_MACHINE = 3, /* a machine was created: its description */
     TEXT_SUMMARY = 4  /* the end-of-run summary, printed verbatim unless --quiet */
 };
@@ -122,9 +122,9 @@ typedef void (*cpu_trace_sink)(void *ud, const cpu_event *ev, size_t n);
 struct cpu_trace {
     cpu_event *buf;
     size_t n, cap;
-    uint64_t step, cycle;  /* what a reader has reconstructed after buf[n-1] */
-    uint64_t rep_cost;     /* cycles of the last EV_BLOCK (an EV_REPEAT must match them) */
-    int insns;             /* record EV_INSN (per-instruction tracing) */
+    uint64_t step, cycle; /* what a reader has reconstructed after buf[n-1] */
+    uint64_t rep_cost;    /* cycles of the last EV_BLOCK (an EV_REPEAT must match them) */
+    int insns;            /* record EV_INSN (per-instruction tracing) */
     cpu_trace_sink sinks[4];
     void *sink_ud[4];
     int nsinks;
@@ -154,7 +154,7 @@ static inline size_t cpu_event_payload_records(const cpu_event *e) {
 typedef struct cpu_reader_ctx {
     uint8_t **pages; /* snapshots by physical page number */
     uint32_t npages;
-    uint32_t *cost;  /* per op; NULL until a cost changes (then isa.def defaults) */
+    uint32_t *cost; /* per op; NULL until a cost changes (then isa.def defaults) */
 } cpu_reader_ctx;
 
 typedef struct cpu_trace_reader {
@@ -189,7 +189,8 @@ void cpu_reader_free(cpu_trace_reader *r);
 /* Feed n records; fn is called for each event to show (not for EV_SYNC,
  * EV_PAGE, EV_COST or payload records; an EV_BLOCK gives one EV_INSN per
  * instruction).  With fn NULL the reader only keeps its clock. */
-void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn, void *ud);
+void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_reader_fn fn,
+                     void *ud);
 
 const char *cpu_event_kind_name(int kind);
 const char *cpu_cause_name(int cause);

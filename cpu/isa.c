@@ -7,7 +7,7 @@
 #include <string.h>
 
 const cpu_isa_info cpu_isa[OP_COUNT] = {
-#define ISA(name, code_, mnem_, fmt_, part_, sens_, x86_, cyc, doc_)                                \
+#define ISA(name, code_, mnem_, fmt_, part_, sens_, x86_, cyc, doc_)                               \
     [OP_##name] = {.mnem = mnem_,                                                                  \
                    .doc = doc_,                                                                    \
                    .code = code_,                                                                  \
@@ -41,33 +41,47 @@ static const uint8_t op_plus1[256] = {
 static inline void opcodes_are_unique(int b) {
     switch (b) {
 #define ISA(name, code, ...)                                                                       \
-    case code: break;
+    case code:                                                                                     \
+        break;
 #include "cpu/isa.def"
 #undef ISA
     }
 }
 
-static int op_of_code(uint8_t b) { return op_plus1[b] ? op_plus1[b] - 1 : OP_INVALID; }
+static int op_of_code(uint8_t b) {
+    return op_plus1[b] ? op_plus1[b] - 1 : OP_INVALID;
+}
 
 /* Rows must be user part below 0x80 and system part at or above. */
-#define ISA(name, code, mnem, fmt, part, ...)                                                     \
-    _Static_assert((part == SYSTEM) == ((code) >= 0x80), "opcode of " mnem " is in the wrong part");
+#define ISA(name, code, mnem, fmt, part, ...)                                                      \
+    _Static_assert((part == SYSTEM) == ((code) >= 0x80), "opcode of " mnem " is in the wrong "     \
+                                                                           "part");
 #include "cpu/isa.def"
 #undef ISA
 
 const char *const cpu_cr_names[CPU_NCR] = {"status", "vbr", "faddr", "ptbr", "ksp"};
 
 const char *cpu_fmt_operands(int fmt) {
-    static const char *const t[F_COUNT] = {
-        [F_NONE] = "",           [F_R] = "ra",           [F_RR] = "ra, rb",
-        [F_RI] = "ra, simm16",   [F_RI32] = "ra, imm32", [F_LD] = "ra, [rb+simm16]",
-        [F_ST] = "[ra+simm16], rb", [F_J] = "target",    [F_A32] = "target",
-        [F_IMM] = "imm8",        [F_PIN] = "ra, port",   [F_POUT] = "port, rb",
-        [F_CRW] = "cr, rb",      [F_CRR] = "ra, cr"};
+    static const char *const t[F_COUNT] = {[F_NONE] = "",
+                                           [F_R] = "ra",
+                                           [F_RR] = "ra, rb",
+                                           [F_RI] = "ra, simm16",
+                                           [F_RI32] = "ra, imm32",
+                                           [F_LD] = "ra, [rb+simm16]",
+                                           [F_ST] = "[ra+simm16], rb",
+                                           [F_J] = "target",
+                                           [F_A32] = "target",
+                                           [F_IMM] = "imm8",
+                                           [F_PIN] = "ra, port",
+                                           [F_POUT] = "port, rb",
+                                           [F_CRW] = "cr, rb",
+                                           [F_CRR] = "ra, cr"};
     return fmt >= 0 && fmt < F_COUNT ? t[fmt] : "?";
 }
 
-int cpu_fmt_size(int fmt) { return (fmt == F_RI32 || fmt == F_A32) ? 8 : 4; }
+int cpu_fmt_size(int fmt) {
+    return (fmt == F_RI32 || fmt == F_A32) ? 8 : 4;
+}
 
 cpu_insn cpu_decode(uint32_t w0, uint32_t w1) {
     cpu_insn in;
@@ -119,8 +133,9 @@ static const char *reg(int r) {
 }
 
 static const char *cr(int n) {
-    static const char *const numbered[16] = {"cr0", "cr1", "cr2",  "cr3",  "cr4",  "cr5",  "cr6",  "cr7",
-                                             "cr8", "cr9", "cr10", "cr11", "cr12", "cr13", "cr14", "cr15"};
+    static const char *const numbered[16] = {"cr0",  "cr1",  "cr2",  "cr3", "cr4",  "cr5",
+                                             "cr6",  "cr7",  "cr8",  "cr9", "cr10", "cr11",
+                                             "cr12", "cr13", "cr14", "cr15"};
     return n < CPU_NCR ? cpu_cr_names[n] : numbered[n & 15];
 }
 
@@ -134,8 +149,7 @@ static void fmt_disp(char *buf, size_t len, int32_t d) {
 }
 
 int cpu_disasm(const cpu_insn *in, uint32_t pc, char *buf, size_t len) {
-    if (in->op >= OP_COUNT)
-        return snprintf(buf, len, ".word 0x%08x", (uint32_t)in->imm);
+    if (in->op >= OP_COUNT) return snprintf(buf, len, ".word 0x%08x", (uint32_t)in->imm);
     const cpu_isa_info *d = &cpu_isa[in->op];
     const char *m = d->mnem;
     char disp[16];

@@ -86,9 +86,9 @@ enum {
 extern const char *const cpu_cr_names[CPU_NCR];
 
 /* Status register bits. */
-#define CPU_ST_CPL 0x3u         /* read-only view of the current privilege level */
-#define CPU_ST_TSD (1u << 2)    /* rdtsc faults at CPL>0 (x86 CR4.TSD) */
-#define CPU_ST_PG (1u << 31)    /* paging enabled (x86 CR0.PG) */
+#define CPU_ST_CPL 0x3u      /* read-only view of the current privilege level */
+#define CPU_ST_TSD (1u << 2) /* rdtsc faults at CPL>0 (x86 CR4.TSD) */
+#define CPU_ST_PG (1u << 31) /* paging enabled (x86 CR0.PG) */
 #define CPU_ST_WRITABLE (CPU_ST_TSD | CPU_ST_PG)
 
 /* FLAGS bits (x86 positions where x86 has them). */

@@ -42,7 +42,8 @@ static int fault(cpu_t *c, int vec, uint32_t err, uint32_t addr) {
  * and frame, or a fault vector.  set_ad: update accessed/dirty bits. */
 static int walk(cpu_t *c, uint32_t va, int acc, int set_ad, uint32_t *ppn, uint32_t *pbits) {
     int user = c->cpl == 3, write = acc == ACC_WRITE;
-    uint32_t err = (write ? PF_WRITE : 0) | (user ? PF_USER : 0) | (acc == ACC_FETCH ? PF_FETCH : 0);
+    uint32_t err =
+        (write ? PF_WRITE : 0) | (user ? PF_USER : 0) | (acc == ACC_FETCH ? PF_FETCH : 0);
     if (!(c->cr[CR_STATUS] & CPU_ST_PG)) {
         if ((va >> 12) >= c->npages) return fault(c, VEC_MC, 0, va);
         *ppn = va >> 12;
@@ -145,7 +146,9 @@ static int virt_copy(cpu_t *c, uint32_t va, void *buf, size_t n, int write) {
     return 0;
 }
 
-int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n) { return virt_copy(c, va, dst, n, 0); }
+int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n) {
+    return virt_copy(c, va, dst, n, 0);
+}
 
 int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n) {
     return virt_copy(c, va, (void *)src, n, 1);
@@ -171,7 +174,8 @@ cpu_insn *mmu_code_page(cpu_t *c, uint32_t ppn) {
         cpu_insn *s = malloc(sizeof(cpu_insn) * (CPU_PAGE / 4 + 1));
         if (!s) return NULL;
         c->code[ppn] = s;
-        for (unsigned i = 0; i < CPU_PAGE / 4; i++) s[i].op = OP_UNDECODED;
+        for (unsigned i = 0; i < CPU_PAGE / 4; i++)
+            s[i].op = OP_UNDECODED;
         s[CPU_PAGE / 4] = (cpu_insn){.op = OP_PAGEEND};
     }
     if (!c->code_page[ppn]) {
@@ -202,7 +206,8 @@ cpu_insn mmu_decode_slot(cpu_t *c, uint32_t ppn, unsigned idx) {
 void mmu_code_invalidate(cpu_t *c, uint32_t ppn) {
     cpu_insn *s = c->code[ppn];
     if (s)
-        for (unsigned i = 0; i < CPU_PAGE / 4; i++) s[i].op = OP_UNDECODED;
+        for (unsigned i = 0; i < CPU_PAGE / 4; i++)
+            s[i].op = OP_UNDECODED;
     c->code_page[ppn] = 0;
     c->snapped[ppn] = 0; /* the trace's copy of the page is out of date */
 }

@@ -20,11 +20,14 @@ static int preset_behaviour(const char *name, int op) {
     return cpu_isa[op].x86;
 }
 
-static int known(const char *name) { return strcmp(name, "x86") == 0 || strcmp(name, "strict") == 0; }
+static int known(const char *name) {
+    return strcmp(name, "x86") == 0 || strcmp(name, "strict") == 0;
+}
 
 int cpu_policy_preset(cpu_t *c, const char *name) {
     if (!known(name)) return -1;
-    for (int op = 0; op < OP_COUNT; op++) c->behaviour[op] = (uint8_t)preset_behaviour(name, op);
+    for (int op = 0; op < OP_COUNT; op++)
+        c->behaviour[op] = (uint8_t)preset_behaviour(name, op);
     return 0;
 }
 
@@ -53,7 +56,8 @@ const char *cpu_policy_describe(const cpu_t *c) {
  * round trip (trap 500 + handler + iret 300) near their 889 cycles, port I/O
  * 3,209 cycles. */
 void cpu_costs_default(cpu_t *c) {
-    for (int op = 0; op < OP_COUNT; op++) c->cost[op] = cpu_isa[op].cycles;
+    for (int op = 0; op < OP_COUNT; op++)
+        c->cost[op] = cpu_isa[op].cycles;
     c->cost[OP_INVALID] = 1; /* decoding an invalid opcode before #UD */
     c->cost_trap = 500;
     c->cost_walk = 20;

@@ -16,8 +16,12 @@
 
 #define HOOK_PERIOD 1000 /* Lua instructions between two looks at the budgets */
 
-static sim_session *S_of(lua_State *L) { return *(sim_session **)lua_getextraspace(L); }
-sim_session *sim_lua_session(lua_State *L) { return S_of(L); }
+static sim_session *S_of(lua_State *L) {
+    return *(sim_session **)lua_getextraspace(L);
+}
+sim_session *sim_lua_session(lua_State *L) {
+    return S_of(L);
+}
 
 /* ---- memory cap ------------------------------------------------------------------------ */
 
@@ -87,7 +91,8 @@ static char *dir_of(const char *path) {
 static int under(const char *path, const char *root) {
     if (!root) return 0;
     size_t n = strlen(root);
-    return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == 0 || strcmp(root, "/") == 0);
+    return strncmp(path, root, n) == 0 &&
+           (path[n] == '/' || path[n] == 0 || strcmp(root, "/") == 0);
 }
 
 typedef struct host {
@@ -197,9 +202,11 @@ static int l_write_file(lua_State *L) {
     const char *data = luaL_checklstring(L, 2, &len);
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     if (!h->out_dir && !h->s->opt.unsafe)
-        return luaL_error(L, "write_file: writing files needs an output folder: run with --out DIR");
+        return luaL_error(L,
+                          "write_file: writing files needs an output folder: run with --out DIR");
     if (!h->s->opt.unsafe && (name[0] == '/' || strstr(name, "..") || !*name))
-        return luaL_error(L, "write_file: '%s' must be a plain name inside the output folder", name);
+        return luaL_error(L, "write_file: '%s' must be a plain name inside the output folder",
+                          name);
     if (name[0] == '/' || !h->out_dir)
         snprintf(path, sizeof path, "%s", name);
     else
@@ -394,9 +401,12 @@ static void build_env(lua_State *L, const sim_options *o) {
     if (o->unsafe) {
         luaL_openlibs(L);
     } else {
-        static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
-                                        {LUA_TABLIBNAME, luaopen_table},  {LUA_STRLIBNAME, luaopen_string},
-                                        {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+        static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                        {LUA_COLIBNAME, luaopen_coroutine},
+                                        {LUA_TABLIBNAME, luaopen_table},
+                                        {LUA_STRLIBNAME, luaopen_string},
+                                        {LUA_MATHLIBNAME, luaopen_math},
+                                        {LUA_UTF8LIBNAME, luaopen_utf8},
                                         {NULL, NULL}};
         for (const luaL_Reg *l = libs; l->func; l++) {
             luaL_requiref(L, l->name, l->func, 1);
@@ -532,7 +542,8 @@ int sim_run_scenario(const sim_options *opt) {
     char header[512];
     int hl = snprintf(header, sizeof header, "vlab trace: scenario %s, policy %s, seed %llu",
                       opt->scenario, opt->policy, (unsigned long long)opt->seed);
-    sim_text(s, TEXT_HEADER, header, (size_t)(hl < (int)sizeof header ? hl : (int)sizeof header - 1));
+    sim_text(s, TEXT_HEADER, header,
+             (size_t)(hl < (int)sizeof header ? hl : (int)sizeof header - 1));
 
     build_env(L, opt);
     open_vlab(L, opt);
@@ -553,7 +564,8 @@ int sim_run_scenario(const sim_options *opt) {
             rc = SIM_EXIT_LIMIT;
         } else if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "vlab_expect");
-            fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "expectation failed");
+            fprintf(stderr, "%s\n",
+                    lua_tostring(L, -1) ? lua_tostring(L, -1) : "expectation failed");
             lua_pop(L, 1);
             rc = SIM_EXIT_FAIL;
         } else {

@@ -64,10 +64,10 @@ static int vector_of(lua_State *L, int i) {
     static const struct {
         const char *name;
         int v;
-    } t[] = {{"DE", VEC_DE}, {"de", VEC_DE}, {"BP", VEC_BP}, {"bp", VEC_BP}, {"UD", VEC_UD},
-             {"ud", VEC_UD}, {"DF", VEC_DF}, {"df", VEC_DF}, {"GP", VEC_GP}, {"gp", VEC_GP},
-             {"PF", VEC_PF}, {"pf", VEC_PF}, {"MC", VEC_MC}, {"mc", VEC_MC}, {"timer", VEC_IRQ0},
-             {"syscall", VEC_SYSCALL}};
+    } t[] = {{"DE", VEC_DE}, {"de", VEC_DE}, {"BP", VEC_BP},      {"bp", VEC_BP},
+             {"UD", VEC_UD}, {"ud", VEC_UD}, {"DF", VEC_DF},      {"df", VEC_DF},
+             {"GP", VEC_GP}, {"gp", VEC_GP}, {"PF", VEC_PF},      {"pf", VEC_PF},
+             {"MC", VEC_MC}, {"mc", VEC_MC}, {"timer", VEC_IRQ0}, {"syscall", VEC_SYSCALL}};
     for (size_t k = 0; k < sizeof t / sizeof t[0]; k++)
         if (strcmp(n, t[k].name) == 0) return t[k].v;
     return luaL_argerror(L, i, lua_pushfstring(L, "unknown trap '%s'", lua_tostring(L, i)));
@@ -84,7 +84,8 @@ static uint32_t check_addr(lua_State *L, sim_machine *m, int i) {
     if (lua_type(L, i) == LUA_TSTRING) {
         uint32_t v;
         if (lookup_symbol(m, lua_tostring(L, i), &v) == 0) return v;
-        luaL_argerror(L, i, lua_pushfstring(L, "no symbol '%s' in the loaded programs", lua_tostring(L, i)));
+        luaL_argerror(
+            L, i, lua_pushfstring(L, "no symbol '%s' in the loaded programs", lua_tostring(L, i)));
     }
     return (uint32_t)luaL_checkinteger(L, i);
 }
@@ -106,7 +107,8 @@ static int l_machine(lua_State *L) {
         if (!lua_isnil(L, -1)) name = luaL_checkstring(L, -1);
         lua_pop(L, 3);
     }
-    if (mem < 4096 || mem > 0x10000000) return luaL_error(L, "machine: memory must be 4 KiB .. 256 MiB");
+    if (mem < 4096 || mem > 0x10000000)
+        return luaL_error(L, "machine: memory must be 4 KiB .. 256 MiB");
     char err[160];
     box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->m = NULL;
@@ -140,7 +142,10 @@ static int m_tostring(lua_State *L) {
     cpu_t *c = b->m->cpu;
     char buf[160];
     snprintf(buf, sizeof buf, "machine %d \"%s\" (%s, pc 0x%08x, ring %d)", b->m->id, b->m->name,
-             c->dead ? "shut down" : c->halted ? "halted" : "ready", c->pc, c->cpl);
+             c->dead     ? "shut down"
+             : c->halted ? "halted"
+                         : "ready",
+             c->pc, c->cpl);
     lua_pushstring(L, buf);
     return 1;
 }
@@ -161,7 +166,8 @@ static char *inc_read(void *ud, const char *from, const char *path, size_t *len,
     else
         snprintf(rel, sizeof rel, "%s", path);
     char *buf = sim_lua_read_file(x->L, rel, len, NULL, 0, msg, sizeof msg);
-    if (!buf && strcmp(rel, path) != 0) buf = sim_lua_read_file(x->L, path, len, NULL, 0, msg, sizeof msg);
+    if (!buf && strcmp(rel, path) != 0)
+        buf = sim_lua_read_file(x->L, path, len, NULL, 0, msg, sizeof msg);
     if (!buf) *err = msg;
     return buf;
 }
@@ -183,7 +189,8 @@ static int load_text(lua_State *L, sim_machine *m, const char *src, size_t len, 
     char *errors = NULL;
     if (asm_assemble(src, len, name, &ao, &img, &errors) != 0) {
         size_t n = errors ? strlen(errors) : 0;
-        while (n && errors[n - 1] == '\n') n--; /* the traceback adds its own newline */
+        while (n && errors[n - 1] == '\n')
+            n--; /* the traceback adds its own newline */
         lua_pushlstring(L, errors ? errors : "assembly failed", errors ? n : 15);
         free(errors);
         /* assembly errors already carry file:line:col; no Lua position in front */
@@ -242,14 +249,21 @@ static int m_load_file(lua_State *L) {
 
 /* ---- running ----------------------------------------------------------------------------- */
 
-enum { U_TRAP = 1, U_SYSCALL = 2, U_INTERRUPT = 4, U_IO = 8, U_IRET = 16, U_SENSITIVE = 32,
-       U_EXCEPTION = 64 };
+enum {
+    U_TRAP = 1,
+    U_SYSCALL = 2,
+    U_INTERRUPT = 4,
+    U_IO = 8,
+    U_IRET = 16,
+    U_SENSITIVE = 32,
+    U_EXCEPTION = 64
+};
 
 static unsigned parse_until(lua_State *L, int idx) {
-    static const char *const names[] = {"trap", "syscall", "interrupt", "io", "iret", "sensitive",
-                                        "exception", "halt", "breakpoint", NULL};
-    static const unsigned bits[] = {U_TRAP, U_SYSCALL, U_INTERRUPT, U_IO, U_IRET, U_SENSITIVE,
-                                    U_EXCEPTION, 0, 0};
+    static const char *const names[] = {"trap",      "syscall",   "interrupt", "io",         "iret",
+                                        "sensitive", "exception", "halt",      "breakpoint", NULL};
+    static const unsigned bits[] = {U_TRAP,      U_SYSCALL,   U_INTERRUPT, U_IO, U_IRET,
+                                    U_SENSITIVE, U_EXCEPTION, 0,           0};
     unsigned u = 0;
     if (lua_isnil(L, idx)) return 0;
     if (lua_isstring(L, idx)) return bits[luaL_checkoption(L, idx, NULL, names)];
@@ -364,13 +378,16 @@ static int call_handler(lua_State *L, int ud, const char *key, int vector, cpu_t
     int act = ACT_DELIVER;
     if (!lua_isnil(L, -1)) {
         if (!lua_isstring(L, -1))
-            return luaL_error(L, "trap handler must return nil, 'deliver', 'emulate', 'retry' or 'stop'");
+            return luaL_error(
+                L, "trap handler must return nil, 'deliver', 'emulate', 'retry' or 'stop'");
         const char *a = lua_tostring(L, -1);
         act = -1;
         for (int i = 0; acts[i]; i++)
             if (strcmp(a, acts[i]) == 0) act = i;
         if (act < 0)
-            return luaL_error(L, "trap handler returned '%s'; expected 'deliver', 'emulate', 'retry' or 'stop'", a);
+            return luaL_error(
+                L, "trap handler returned '%s'; expected 'deliver', 'emulate', 'retry' or 'stop'",
+                a);
     }
     lua_pop(L, 1);
     return act;
@@ -389,7 +406,8 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
             push_result(L, c, "steps");
             break;
         }
-        uint64_t left_global = s->opt.max_steps > s->steps_used ? s->opt.max_steps - s->steps_used : 0;
+        uint64_t left_global =
+            s->opt.max_steps > s->steps_used ? s->opt.max_steps - s->steps_used : 0;
         if (left_global == 0) {
             snprintf(s->limit_msg, sizeof s->limit_msg,
                      "step budget of %llu steps exhausted (raise it with --max-steps)",
@@ -453,7 +471,9 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
         }
         if (rc == CPU_EXIT_EVENT) {
             if (until_matches(until, &c->stop_event)) {
-                const char *why = c->stop_event.kind == EV_TRAP ? "trap" : cpu_event_kind_name(c->stop_event.kind);
+                const char *why = c->stop_event.kind == EV_TRAP
+                                      ? "trap"
+                                      : cpu_event_kind_name(c->stop_event.kind);
                 push_result(L, c, why);
                 break;
             }
@@ -508,7 +528,8 @@ static int m_on(lua_State *L) {
     lua_pushvalue(L, 3);
     if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "trap") == 0) {
         lua_setfield(L, -2, "trap");
-        for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(m->cpu, v, !lua_isnil(L, 3));
+        for (int v = 0; v < CPU_NVEC; v++)
+            cpu_intercept(m->cpu, v, !lua_isnil(L, 3));
     } else if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "vmx") == 0) {
         lua_setfield(L, -2, "vmx");
     } else {
@@ -538,24 +559,36 @@ static int m_index(lua_State *L) {
     const char *k = luaL_checkstring(L, 2);
     cpu_t *c = m->cpu;
     int r = reg_index(k);
-    if (r >= 0) lua_pushinteger(L, c->r[r]);
-    else if (strcmp(k, "pc") == 0) lua_pushinteger(L, c->pc);
-    else if (strcmp(k, "flags") == 0) lua_pushinteger(L, cpu_get_flags(c));
-    else if (strcmp(k, "ring") == 0 || strcmp(k, "cpl") == 0) lua_pushinteger(L, c->cpl);
-    else if (strcmp(k, "cycles") == 0) lua_pushinteger(L, (lua_Integer)c->cycles);
-    else if (strcmp(k, "steps") == 0) lua_pushinteger(L, (lua_Integer)c->steps);
-    else if (strcmp(k, "interrupts") == 0) lua_pushboolean(L, !!(c->flags & CPU_FL_IF));
-    else if (strcmp(k, "halted") == 0) lua_pushboolean(L, c->halted);
-    else if (strcmp(k, "dead") == 0) lua_pushboolean(L, c->dead);
-    else if (strcmp(k, "memory") == 0) lua_pushinteger(L, c->mem_size);
-    else if (strcmp(k, "name") == 0) lua_pushstring(L, m->name);
-    else if (strcmp(k, "id") == 0) lua_pushinteger(L, m->id);
-    else if (strcmp(k, "vmx") == 0) lua_pushboolean(L, c->vmx_on);
+    if (r >= 0)
+        lua_pushinteger(L, c->r[r]);
+    else if (strcmp(k, "pc") == 0)
+        lua_pushinteger(L, c->pc);
+    else if (strcmp(k, "flags") == 0)
+        lua_pushinteger(L, cpu_get_flags(c));
+    else if (strcmp(k, "ring") == 0 || strcmp(k, "cpl") == 0)
+        lua_pushinteger(L, c->cpl);
+    else if (strcmp(k, "cycles") == 0)
+        lua_pushinteger(L, (lua_Integer)c->cycles);
+    else if (strcmp(k, "steps") == 0)
+        lua_pushinteger(L, (lua_Integer)c->steps);
+    else if (strcmp(k, "interrupts") == 0)
+        lua_pushboolean(L, !!(c->flags & CPU_FL_IF));
+    else if (strcmp(k, "halted") == 0)
+        lua_pushboolean(L, c->halted);
+    else if (strcmp(k, "dead") == 0)
+        lua_pushboolean(L, c->dead);
+    else if (strcmp(k, "memory") == 0)
+        lua_pushinteger(L, c->mem_size);
+    else if (strcmp(k, "name") == 0)
+        lua_pushstring(L, m->name);
+    else if (strcmp(k, "id") == 0)
+        lua_pushinteger(L, m->id);
+    else if (strcmp(k, "vmx") == 0)
+        lua_pushboolean(L, c->vmx_on);
     else {
         luaL_getmetafield(L, 1, "__methods");
         lua_getfield(L, -1, k);
-        if (lua_isnil(L, -1))
-            return luaL_error(L, "machine has no field or method '%s'", k);
+        if (lua_isnil(L, -1)) return luaL_error(L, "machine has no field or method '%s'", k);
     }
     return 1;
 }
@@ -565,16 +598,21 @@ static int m_newindex(lua_State *L) {
     const char *k = luaL_checkstring(L, 2);
     cpu_t *c = m->cpu;
     int r = reg_index(k);
-    if (r >= 0) c->r[r] = (uint32_t)luaL_checkinteger(L, 3);
-    else if (strcmp(k, "pc") == 0) c->pc = (uint32_t)luaL_checkinteger(L, 3);
-    else if (strcmp(k, "flags") == 0) cpu_set_flags(c, (uint32_t)luaL_checkinteger(L, 3));
+    if (r >= 0)
+        c->r[r] = (uint32_t)luaL_checkinteger(L, 3);
+    else if (strcmp(k, "pc") == 0)
+        c->pc = (uint32_t)luaL_checkinteger(L, 3);
+    else if (strcmp(k, "flags") == 0)
+        cpu_set_flags(c, (uint32_t)luaL_checkinteger(L, 3));
     else if (strcmp(k, "ring") == 0 || strcmp(k, "cpl") == 0) {
         lua_Integer v = luaL_checkinteger(L, 3);
         luaL_argcheck(L, v >= 0 && v <= 3, 3, "ring must be 0..3");
         cpu_set_cpl(c, (int)v);
     } else if (strcmp(k, "interrupts") == 0) {
-        if (lua_toboolean(L, 3)) c->flags |= CPU_FL_IF;
-        else c->flags &= ~CPU_FL_IF;
+        if (lua_toboolean(L, 3))
+            c->flags |= CPU_FL_IF;
+        else
+            c->flags &= ~CPU_FL_IF;
     } else
         return luaL_error(L, "machine field '%s' cannot be set", k);
     return 0;
@@ -666,7 +704,10 @@ static int m_cr(lua_State *L) {
     sim_machine *m = checkm(L, 1);
     const char *n = luaL_checkstring(L, 2);
     int i = cr_index(n);
-    if (i < 0) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown control register '%s' (status vbr faddr ptbr ksp)", n));
+    if (i < 0)
+        return luaL_argerror(
+            L, 2,
+            lua_pushfstring(L, "unknown control register '%s' (status vbr faddr ptbr ksp)", n));
     if (!lua_isnoneornil(L, 3)) {
         cpu_set_cr(m->cpu, i, (uint32_t)luaL_checkinteger(L, 3));
         return 0;
@@ -675,7 +716,8 @@ static int m_cr(lua_State *L) {
     return 1;
 }
 
-/* m:policy() -> name; m:policy("strict"); m:policy("popf", "trap"); m:policy("popf") -> behaviour */
+/* m:policy() -> name; m:policy("strict"); m:policy("popf", "trap"); m:policy("popf") -> behaviour
+ */
 static int m_policy(lua_State *L) {
     sim_machine *m = checkm(L, 1);
     if (lua_isnoneornil(L, 2)) {
@@ -694,16 +736,20 @@ static int m_policy(lua_State *L) {
         }
         int op = check_op(L, 2);
         if (!cpu_op_configurable(op))
-            return luaL_argerror(L, 2, lua_pushfstring(L, "'%s' is not a configurable sensitive instruction", a));
+            return luaL_argerror(
+                L, 2, lua_pushfstring(L, "'%s' is not a configurable sensitive instruction", a));
         lua_pushstring(L, cpu_behaviour_name(m->cpu->behaviour[op]));
         return 1;
     }
     int op = check_op(L, 2);
     if (!cpu_op_configurable(op))
-        return luaL_argerror(L, 2, lua_pushfstring(L, "'%s' is not a configurable sensitive instruction", a));
+        return luaL_argerror(
+            L, 2, lua_pushfstring(L, "'%s' is not a configurable sensitive instruction", a));
     const char *bn = luaL_checkstring(L, 3);
     int b = cpu_behaviour_by_name(bn);
-    if (b < 0) return luaL_argerror(L, 3, lua_pushfstring(L, "unknown behaviour '%s' (trap, silent, leak)", bn));
+    if (b < 0)
+        return luaL_argerror(L, 3,
+                             lua_pushfstring(L, "unknown behaviour '%s' (trap, silent, leak)", bn));
     sim_switch_to(sim_lua_session(L), m);
     cpu_set_behaviour(m->cpu, op, b);
     return 0;
@@ -715,9 +761,12 @@ static int m_cost(lua_State *L) {
     const char *n = luaL_checkstring(L, 2);
     uint32_t *slot;
     int op = -1;
-    if (strcmp(n, "trap") == 0) slot = &m->cpu->cost_trap;
-    else if (strcmp(n, "walk") == 0) slot = &m->cpu->cost_walk;
-    else slot = &m->cpu->cost[op = check_op(L, 2)];
+    if (strcmp(n, "trap") == 0)
+        slot = &m->cpu->cost_trap;
+    else if (strcmp(n, "walk") == 0)
+        slot = &m->cpu->cost_walk;
+    else
+        slot = &m->cpu->cost[op = check_op(L, 2)];
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);
         luaL_argcheck(L, v >= 0 && v <= 100000000, 3, "cycles must be 0..1e8");
@@ -761,7 +810,8 @@ static int m_disasm(lua_State *L) {
         char line[96], dis[64];
         if (cpu_virt_read(m->cpu, a, w, 4)) break;
         cpu_insn in = cpu_decode(w[0], 0);
-        if (in.size == 8 && cpu_virt_read(m->cpu, a + 4, &w[1], 4) == 0) in = cpu_decode(w[0], w[1]);
+        if (in.size == 8 && cpu_virt_read(m->cpu, a + 4, &w[1], 4) == 0)
+            in = cpu_decode(w[0], w[1]);
         cpu_disasm(&in, a, dis, sizeof dis);
         snprintf(line, sizeof line, "%s%08x  %s", i ? "\n" : "", a, dis);
         luaL_addstring(&b, line);
@@ -811,19 +861,34 @@ static int m_reset(lua_State *L) {
     return 0;
 }
 
-static const luaL_Reg methods[] = {
-    {"load", m_load},         {"load_file", m_load_file}, {"step", m_step},
-    {"run", m_run},           {"on", m_on},               {"break_at", m_break_at},
-    {"clear_break", m_clear_break}, {"read32", m_read32},  {"read8", m_read8},
-    {"write32", m_write32},   {"write8", m_write8},       {"phys32", m_phys32},
-    {"read_string", m_read_string}, {"cr", m_cr},         {"policy", m_policy},
-    {"cost", m_cost},         {"console", m_console},     {"irq", m_irq},
-    {"disasm", m_disasm},     {"symbol", m_symbol},       {"translate", m_translate},
-    {"note", m_note},         {"reset", m_reset},         {NULL, NULL}};
+static const luaL_Reg methods[] = {{"load", m_load},
+                                   {"load_file", m_load_file},
+                                   {"step", m_step},
+                                   {"run", m_run},
+                                   {"on", m_on},
+                                   {"break_at", m_break_at},
+                                   {"clear_break", m_clear_break},
+                                   {"read32", m_read32},
+                                   {"read8", m_read8},
+                                   {"write32", m_write32},
+                                   {"write8", m_write8},
+                                   {"phys32", m_phys32},
+                                   {"read_string", m_read_string},
+                                   {"cr", m_cr},
+                                   {"policy", m_policy},
+                                   {"cost", m_cost},
+                                   {"console", m_console},
+                                   {"irq", m_irq},
+                                   {"disasm", m_disasm},
+                                   {"symbol", m_symbol},
+                                   {"translate", m_translate},
+                                   {"note", m_note},
+                                   {"reset", m_reset},
+                                   {NULL, NULL}};
 
-static const luaL_Reg metamethods[] = {{"__index", m_index},   {"__newindex", m_newindex},
-                                       {"__gc", m_gc},         {"__close", m_gc},
-                                       {"__tostring", m_tostring}, {NULL, NULL}};
+static const luaL_Reg metamethods[] = {
+    {"__index", m_index}, {"__newindex", m_newindex}, {"__gc", m_gc},
+    {"__close", m_gc},    {"__tostring", m_tostring}, {NULL, NULL}};
 
 void sim_lua_open_machine(lua_State *L) {
     luaL_newmetatable(L, MT);

@@ -113,9 +113,11 @@ static int cmd_isa(void) {
            "(runs and shows the real state).\n");
     for (int part = USER; part <= SYSTEM; part++) {
         if (part == USER)
-            printf("\nUSER PART -- the instructions applications use; they behave the same in every ring\n");
+            printf("\nUSER PART -- the instructions applications use; they behave the same in "
+                   "every ring\n");
         else
-            printf("\nSYSTEM PART -- the instructions that manage the machine: interrupts, privilege,\n"
+            printf("\nSYSTEM PART -- the instructions that manage the machine: interrupts, "
+                   "privilege,\n"
                    "memory management, devices, virtualization\n");
         printf("  %-4s %-9s %-17s %-9s %-7s %-7s %6s  %s\n", "op", "mnemonic", "operands", "class",
                "x86", "strict", "cycles", "semantics");
@@ -216,7 +218,8 @@ static int cmd_replay(int argc, char **argv) {
         if (strcmp(argv[i], "--show") == 0 && i + 1 < argc) {
             char bad[32];
             if (viz_show_parse(argv[++i], &show, bad, sizeof bad))
-                return usage_error("--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
+                return usage_error(
+                    "--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
         } else if (strcmp(argv[i], "--quiet") == 0) {
             quiet = 1;
         } else if (argv[i][0] == '-') {
@@ -252,7 +255,7 @@ static int cmd_run(int argc, char **argv) {
         uint64_t n;
 #define NEEDS_VALUE                                                                                \
     do {                                                                                           \
-        if (!v) return usage_error("%s needs a value", a);                                        \
+        if (!v) return usage_error("%s needs a value", a);                                         \
         i++;                                                                                       \
     } while (0)
         if (strcmp(a, "--") == 0) {
@@ -261,7 +264,8 @@ static int cmd_run(int argc, char **argv) {
             break;
         } else if (strcmp(a, "--seed") == 0) {
             NEEDS_VALUE;
-            if (parse_u64(a, v, &o.seed)) return usage_error("--seed expects a number, got '%s'", v);
+            if (parse_u64(a, v, &o.seed))
+                return usage_error("--seed expects a number, got '%s'", v);
         } else if (strcmp(a, "--max-steps") == 0) {
             NEEDS_VALUE;
             if (parse_u64(a, v, &o.max_steps) || o.max_steps == 0)
@@ -277,7 +281,8 @@ static int cmd_run(int argc, char **argv) {
             NEEDS_VALUE;
             char bad[32];
             if (viz_show_parse(v, &o.show, bad, sizeof bad))
-                return usage_error("--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
+                return usage_error(
+                    "--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
         } else if (strcmp(a, "--trace") == 0) {
             NEEDS_VALUE;
             o.trace_file = v;

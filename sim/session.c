@@ -64,7 +64,8 @@ int sim_session_close(sim_session *s, int keep) {
     int rc = 0;
     cpu_trace_flush(&s->trace);
     fflush(stdout);
-    for (int i = 0; i < s->nmachines; i++) sim_machine_free(s, s->machines[i]);
+    for (int i = 0; i < s->nmachines; i++)
+        sim_machine_free(s, s->machines[i]);
     free(s->machines);
     s->machines = NULL;
     s->nmachines = 0;
@@ -135,7 +136,8 @@ void sim_machine_free(sim_session *s, sim_machine *m) {
     if (!m || !m->cpu) return;
     if (m->id < s->nmachines && s->machines[m->id] == m) s->machines[m->id] = NULL;
     s->machine_bytes -= m->cpu->mem_size;
-    for (int i = 0; i < m->nimages; i++) asm_image_free(&m->images[i]);
+    for (int i = 0; i < m->nimages; i++)
+        asm_image_free(&m->images[i]);
     free(m->images);
     m->images = NULL;
     m->nimages = 0;
@@ -228,7 +230,8 @@ void sim_print_summary(sim_session *s) {
             for (int v = 0; v < 256; v++)
                 if (k->traps[v] || k->intercepts[v]) {
                     char nb[24];
-                    sb_printf(&b, "%s%s x%llu", any ? ", " : "  traps: ", viz_vector_name(v, nb, sizeof nb),
+                    sb_printf(&b, "%s%s x%llu",
+                              any ? ", " : "  traps: ", viz_vector_name(v, nb, sizeof nb),
                               (unsigned long long)(k->traps[v] + k->intercepts[v]));
                     if (k->intercepts[v])
                         sb_printf(&b, " (%llu to the host)", (unsigned long long)k->intercepts[v]);
@@ -239,7 +242,8 @@ void sim_print_summary(sim_session *s) {
                 sb_printf(&b, "  sensitive instructions that did not trap: %llu\n",
                           (unsigned long long)k->sensitive);
             if (k->emulated)
-                sb_printf(&b, "  instructions emulated by the host: %llu\n", (unsigned long long)k->emulated);
+                sb_printf(&b, "  instructions emulated by the host: %llu\n",
+                          (unsigned long long)k->emulated);
         }
         size_t clen;
         const char *con = cpu_console(c, &clen);

@@ -20,9 +20,9 @@
 /* Exit codes of `vlab`. */
 enum {
     SIM_EXIT_OK = 0,
-    SIM_EXIT_FAIL = 1,   /* a scenario error, a failed expectation, bad assembly */
-    SIM_EXIT_USAGE = 2,  /* bad command line */
-    SIM_EXIT_LIMIT = 3   /* a budget ran out: steps, Lua instructions, time, memory */
+    SIM_EXIT_FAIL = 1,  /* a scenario error, a failed expectation, bad assembly */
+    SIM_EXIT_USAGE = 2, /* bad command line */
+    SIM_EXIT_LIMIT = 3  /* a budget ran out: steps, Lua instructions, time, memory */
 };
 
 typedef struct sim_options {
@@ -51,7 +51,7 @@ typedef struct sim_machine {
     char name[32];
     struct asm_image *images; /* loaded images (for symbols and source lines) */
     int nimages;
-    int lua_ref;      /* registry reference of the Lua handler table, or LUA_NOREF */
+    int lua_ref; /* registry reference of the Lua handler table, or LUA_NOREF */
 } sim_machine;
 
 typedef struct sim_session {
@@ -64,10 +64,10 @@ typedef struct sim_session {
     int nmachines;
     int current; /* machine whose events are being recorded (EV_CONTEXT) */
     uint64_t steps_used;
-    size_t lua_bytes;    /* Lua heap in use */
+    size_t lua_bytes;     /* Lua heap in use */
     size_t machine_bytes; /* simulated memory allocated */
-    double start_time;   /* host monotonic clock at start, for the time limit only */
-    uint64_t lua_count;  /* Lua instructions executed (in units of the hook period) */
+    double start_time;    /* host monotonic clock at start, for the time limit only */
+    uint64_t lua_count;   /* Lua instructions executed (in units of the hook period) */
     int expect_passed, expect_failed;
     char limit_msg[160]; /* set when a budget ran out */
 } sim_session;

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sim_summary_init(sim_summary *s) { memset(s, 0, sizeof *s); }
+void sim_summary_init(sim_summary *s) {
+    memset(s, 0, sizeof *s);
+}
 
 void sim_summary_free(sim_summary *s) {
     free(s->m);

@@ -24,7 +24,7 @@ typedef struct sim_summary {
 
 void sim_summary_init(sim_summary *s);
 void sim_summary_free(sim_summary *s);
-void sim_summary_sink(void *ud, const cpu_event *ev, size_t n); /* a cpu_trace_sink */
+void sim_summary_sink(void *ud, const cpu_event *ev, size_t n);      /* a cpu_trace_sink */
 const sim_counts *sim_summary_of(const sim_summary *s, int machine); /* NULL if none */
 
 #endif

@@ -85,7 +85,8 @@ int sim_tracefile_close(sim_tracefile *t, int keep, char *err, size_t errlen) {
     return rc;
 }
 
-int sim_tracefile_replay(const char *path, cpu_trace_sink sink, void *ud, char *err, size_t errlen) {
+int sim_tracefile_replay(const char *path, cpu_trace_sink sink, void *ud, char *err,
+                         size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
@@ -98,8 +99,9 @@ int sim_tracefile_replay(const char *path, cpu_trace_sink sink, void *ud, char *
         return -1;
     }
     if (hdr[7] != MAGIC[7] || hdr[8] != sizeof(cpu_event)) {
-        snprintf(err, errlen, "'%s' is a vlab trace of another version (%d); this vlab reads version %d",
-                 path, hdr[7], MAGIC[7]);
+        snprintf(err, errlen,
+                 "'%s' is a vlab trace of another version (%d); this vlab reads version %d", path,
+                 hdr[7], MAGIC[7]);
         fclose(f);
         return -1;
     }

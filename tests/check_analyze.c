@@ -40,13 +40,15 @@ typedef struct op_set {
 static op_set set_from_list(const int *ops, int n) {
     op_set s;
     memset(&s, 0, sizeof s);
-    for (int i = 0; i < n; i++) s.in[ops[i]] = 1;
+    for (int i = 0; i < n; i++)
+        s.in[ops[i]] = 1;
     return s;
 }
 
 static op_set set_from_terminated(const int *ops) {
     int n = 0;
-    while (ops[n] >= 0) n++;
+    while (ops[n] >= 0)
+        n++;
     return set_from_list(ops, n);
 }
 
@@ -86,16 +88,22 @@ static void check_row(const cpu_pg_report *r, int op, int (*trap_under)(int op))
         ck_assert_msg(!w->privileged, "%s: not configurable, yet found privileged", m);
 }
 
-static int x86_traps(int op) { return cpu_isa[op].x86 == TRAP; }
+static int x86_traps(int op) {
+    return cpu_isa[op].x86 == TRAP;
+}
 static int strict_traps(int op) {
     (void)op;
     return 1;
 }
 
-START_TEST(test_x86_row) { check_row(&rep_x86, _i, x86_traps); }
+START_TEST(test_x86_row) {
+    check_row(&rep_x86, _i, x86_traps);
+}
 END_TEST
 
-START_TEST(test_strict_row) { check_row(&rep_strict, _i, strict_traps); }
+START_TEST(test_strict_row) {
+    check_row(&rep_strict, _i, strict_traps);
+}
 END_TEST
 
 /* What each instruction does at CPL 3, found by running it, is the x86 column. */
@@ -246,7 +254,8 @@ START_TEST(test_unknown_policy) {
     memset(&r, 0x5a, sizeof r);
     ck_assert_int_eq(cpu_analyze("bogus", &r), -1);
     unsigned char *p = (unsigned char *)&r;
-    for (size_t i = 0; i < sizeof r; i++) ck_assert_uint_eq(p[i], 0x5a);
+    for (size_t i = 0; i < sizeof r; i++)
+        ck_assert_uint_eq(p[i], 0x5a);
 }
 END_TEST
 
@@ -337,7 +346,8 @@ END_TEST
 START_TEST(test_print_wraps) {
     cpu_t *c = cpu_new(CPU_PAGE);
     ck_assert_ptr_nonnull(c);
-    for (int op = 0; op < OP_COUNT; op++) cpu_set_behaviour(c, op, LEAK);
+    for (int op = 0; op < OP_COUNT; op++)
+        cpu_set_behaviour(c, op, LEAK);
     cpu_pg_report r;
     cpu_analyze_machine(c, &r);
     cpu_free(c);

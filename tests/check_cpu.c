@@ -31,23 +31,27 @@ Suite *suite_cpu(void);
 
 enum {
     MEM_SIZE = 256 * 1024,
-    VT = 0x0800,       /* vector table (CR_VBR), non-zero so sidt shows something */
-    CODE = 0x1000,     /* main program */
-    STUBS = 0x3000,    /* `hlt` stub of vector v at STUBS + 4v */
-    SUBR = 0x4000,     /* handlers and routines written by a test */
-    DATA = 0x6000,     /* scratch data */
-    PD = 0x8000,       /* page directory (paging tests) */
-    PT = 0x9000,       /* page table for the first 4 MiB */
-    USTACK = 0xE000,   /* user stack top */
-    KSTACK0 = 0xF000,  /* initial kernel sp */
-    KSTACK = 0x10000,  /* CR_KSP: kernel stack used on traps from CPL > 0 */
+    VT = 0x0800,      /* vector table (CR_VBR), non-zero so sidt shows something */
+    CODE = 0x1000,    /* main program */
+    STUBS = 0x3000,   /* `hlt` stub of vector v at STUBS + 4v */
+    SUBR = 0x4000,    /* handlers and routines written by a test */
+    DATA = 0x6000,    /* scratch data */
+    PD = 0x8000,      /* page directory (paging tests) */
+    PT = 0x9000,      /* page table for the first 4 MiB */
+    USTACK = 0xE000,  /* user stack top */
+    KSTACK0 = 0xF000, /* initial kernel sp */
+    KSTACK = 0x10000, /* CR_KSP: kernel stack used on traps from CPL > 0 */
 };
 
 static cpu_t *C; /* the fixture's machine */
 
-static uint32_t stub(int vec) { return STUBS + 4u * (uint32_t)vec; }
+static uint32_t stub(int vec) {
+    return STUBS + 4u * (uint32_t)vec;
+}
 
-static void poke32(cpu_t *c, uint32_t pa, uint32_t v) { ck_assert_int_eq(cpu_phys_write(c, pa, &v, 4), 0); }
+static void poke32(cpu_t *c, uint32_t pa, uint32_t v) {
+    ck_assert_int_eq(cpu_phys_write(c, pa, &v, 4), 0);
+}
 
 static uint32_t peek32(cpu_t *c, uint32_t pa) {
     uint32_t v = 0;
@@ -55,7 +59,9 @@ static uint32_t peek32(cpu_t *c, uint32_t pa) {
     return v;
 }
 
-static void set_vector(cpu_t *c, int vec, uint32_t handler) { poke32(c, VT + 4u * (uint32_t)vec, handler); }
+static void set_vector(cpu_t *c, int vec, uint32_t handler) {
+    poke32(c, VT + 4u * (uint32_t)vec, handler);
+}
 
 /* Write one instruction at *at and advance *at; returns its address. */
 static uint32_t emit(cpu_t *c, uint32_t *at, int op, int ra, int rb, int32_t imm) {
@@ -83,7 +89,9 @@ static uint32_t encode1(int op, int ra, int rb, int32_t imm) {
 }
 
 /* pc-relative displacement of a jcc at `from` to `to` */
-static int32_t rel(uint32_t from, uint32_t to) { return (int32_t)(to - (from + 4)); }
+static int32_t rel(uint32_t from, uint32_t to) {
+    return (int32_t)(to - (from + 4));
+}
 
 static cpu_t *new_machine(void) {
     cpu_t *c = cpu_new(MEM_SIZE);
@@ -100,7 +108,9 @@ static cpu_t *new_machine(void) {
     return c;
 }
 
-static void setup(void) { C = new_machine(); }
+static void setup(void) {
+    C = new_machine();
+}
 
 /* Continue a machine that stopped in hlt from another pc (hlt state is sticky). */
 static void restart(cpu_t *c, uint32_t pc) {
@@ -124,7 +134,9 @@ static trap_frame frame_at(cpu_t *c, uint32_t sp) {
     return (trap_frame){w[0], w[1], w[2], w[3], w[4]};
 }
 
-static trap_frame top_frame(cpu_t *c) { return frame_at(c, c->r[CPU_REG_SP]); }
+static trap_frame top_frame(cpu_t *c) {
+    return frame_at(c, c->r[CPU_REG_SP]);
+}
 
 /* Run; the machine must halt in the stub of `vec`. */
 static void expect_trap(cpu_t *c, uint64_t budget, int vec) {
@@ -178,7 +190,8 @@ static void trace_detach(cpu_t *c, cpu_trace *t, evbuf *b) {
 
 static size_t count_kind(const evbuf *b, int kind) {
     size_t k = 0;
-    for (size_t i = 0; i < b->n; i++) k += b->ev[i].kind == kind;
+    for (size_t i = 0; i < b->n; i++)
+        k += b->ev[i].kind == kind;
     return k;
 }
 
@@ -188,7 +201,9 @@ static const cpu_event *find_kind(const evbuf *b, int kind, size_t nth) {
     return NULL;
 }
 
-static uint32_t flags_of(const cpu_t *c) { return cpu_get_flags(c); }
+static uint32_t flags_of(const cpu_t *c) {
+    return cpu_get_flags(c);
+}
 
 /* ==== arithmetic and lazy flags ========================================================== */
 
@@ -208,7 +223,8 @@ static const int jccs[8] = {OP_JE, OP_JNE, OP_JL, OP_JGE, OP_JLE, OP_JG, OP_JB, 
 
 /* Intel SDM Jcc conditions from the flags. */
 static int ref_taken(int jcc, uint32_t f) {
-    int zf = !!(f & CPU_FL_ZF), sf = !!(f & CPU_FL_SF), of = !!(f & CPU_FL_OF), cf = !!(f & CPU_FL_CF);
+    int zf = !!(f & CPU_FL_ZF), sf = !!(f & CPU_FL_SF), of = !!(f & CPU_FL_OF),
+        cf = !!(f & CPU_FL_CF);
     switch (jcc) {
     case OP_JE: return zf;
     case OP_JNE: return !zf;
@@ -266,15 +282,16 @@ static void check_alu_case(int op, uint32_t a, int32_t b, int materialize) {
     int sub = op == OP_SUB || op == OP_CMP || op == OP_CMPI;
     uint32_t want = ref_flags(sub, a, bv);
     uint32_t pushed = peek32(c, KSTACK0 - 4);
-    ck_assert_msg((pushed & CPU_FL_ARITH) == want, "%s %#x, %#x: flags %#x, want %#x", cpu_isa[op].mnem, a,
-                  bv, pushed & CPU_FL_ARITH, want);
+    ck_assert_msg((pushed & CPU_FL_ARITH) == want, "%s %#x, %#x: flags %#x, want %#x",
+                  cpu_isa[op].mnem, a, bv, pushed & CPU_FL_ARITH, want);
     uint32_t result = op == OP_CMP || op == OP_CMPI ? a : sub ? a - bv : a + bv;
     ck_assert_uint_eq(c->r[2], result);
     for (int k = 0; k < 8; k++) {
         int taken = peek32(c, DATA + 4u * (uint32_t)k) == 0;
         ck_assert_msg(taken == ref_taken(jccs[k], want), "%s %#x, %#x (%s): %s %s, expected %s",
-                      cpu_isa[op].mnem, a, bv, materialize ? "popf'd" : "lazy", cpu_isa[jccs[k]].mnem,
-                      taken ? "taken" : "not taken", taken ? "not taken" : "taken");
+                      cpu_isa[op].mnem, a, bv, materialize ? "popf'd" : "lazy",
+                      cpu_isa[jccs[k]].mnem, taken ? "taken" : "not taken",
+                      taken ? "not taken" : "taken");
         if (sub) ck_assert_int_eq(taken, ref_compare(jccs[k], a, bv));
     }
     cpu_free(c);
@@ -286,42 +303,57 @@ typedef struct {
 } ab_case;
 
 START_TEST(test_add_flags_and_jcc) {
-    static const ab_case cs[] = {{0x7fffffff, 1},          {0xffffffff, 1},          {0x80000000, (int32_t)0x80000000},
-                                 {1, 2},                   {0xfffffffe, 1},          {0, 0},
-                                 {0x80000000, -1},         {0xffffffff, -1},         {0x40000000, 0x40000000}};
+    static const ab_case cs[] = {
+        {0x7fffffff, 1},  {0xffffffff, 1},  {0x80000000, (int32_t)0x80000000},
+        {1, 2},           {0xfffffffe, 1},  {0, 0},
+        {0x80000000, -1}, {0xffffffff, -1}, {0x40000000, 0x40000000}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        for (int m = 0; m < 2; m++) check_alu_case(OP_ADD, cs[i].a, cs[i].b, m);
+        for (int m = 0; m < 2; m++)
+            check_alu_case(OP_ADD, cs[i].a, cs[i].b, m);
 }
 END_TEST
 
-static const ab_case sub_cases[] = {
-    {0x80000000, 1}, {0, 1},          {5, 5},          {0x7fffffff, -1},         {0xffffffff, 0},
-    {1, (int32_t)0x80000000},         {0x80000000, 0x7fffffff},                  {3, 7},
-    {7, 3},          {0xffffffff, 1}, {0x80000000, (int32_t)0x80000000},         {0, (int32_t)0x80000000},
-    {0xfffffffe, -1}};
+static const ab_case sub_cases[] = {{0x80000000, 1},
+                                    {0, 1},
+                                    {5, 5},
+                                    {0x7fffffff, -1},
+                                    {0xffffffff, 0},
+                                    {1, (int32_t)0x80000000},
+                                    {0x80000000, 0x7fffffff},
+                                    {3, 7},
+                                    {7, 3},
+                                    {0xffffffff, 1},
+                                    {0x80000000, (int32_t)0x80000000},
+                                    {0, (int32_t)0x80000000},
+                                    {0xfffffffe, -1}};
 
 START_TEST(test_sub_flags_and_jcc) {
     for (size_t i = 0; i < sizeof sub_cases / sizeof sub_cases[0]; i++)
-        for (int m = 0; m < 2; m++) check_alu_case(OP_SUB, sub_cases[i].a, sub_cases[i].b, m);
+        for (int m = 0; m < 2; m++)
+            check_alu_case(OP_SUB, sub_cases[i].a, sub_cases[i].b, m);
 }
 END_TEST
 
 START_TEST(test_cmp_flags_and_jcc) {
     for (size_t i = 0; i < sizeof sub_cases / sizeof sub_cases[0]; i++)
-        for (int m = 0; m < 2; m++) check_alu_case(OP_CMP, sub_cases[i].a, sub_cases[i].b, m);
+        for (int m = 0; m < 2; m++)
+            check_alu_case(OP_CMP, sub_cases[i].a, sub_cases[i].b, m);
 }
 END_TEST
 
 START_TEST(test_addi_cmpi_sign_extend_and_jcc) {
-    static const ab_case addi[] = {{0x7fffffff, 1}, {0xffffffff, 1}, {5, -1}, {0, -1}, {0x80000000, -1},
-                                   {0x7fff0000, 0x7fff}, {0x7fffffff, 0x7fff}, {0, -32768}};
-    static const ab_case cmpi[] = {{0x80000000, 1}, {0, 1},          {0xffffffff, -1}, {5, -1},
-                                   {0x7fffffff, -1}, {0xffff8000, -32768}, {0, -32768}, {0x7fff, 0x7fff},
-                                   {0x8000, -32768}};
+    static const ab_case addi[] = {
+        {0x7fffffff, 1},      {0xffffffff, 1},      {5, -1},    {0, -1}, {0x80000000, -1},
+        {0x7fff0000, 0x7fff}, {0x7fffffff, 0x7fff}, {0, -32768}};
+    static const ab_case cmpi[] = {{0x80000000, 1}, {0, 1},           {0xffffffff, -1},
+                                   {5, -1},         {0x7fffffff, -1}, {0xffff8000, -32768},
+                                   {0, -32768},     {0x7fff, 0x7fff}, {0x8000, -32768}};
     for (size_t i = 0; i < sizeof addi / sizeof addi[0]; i++)
-        for (int m = 0; m < 2; m++) check_alu_case(OP_ADDI, addi[i].a, addi[i].b, m);
+        for (int m = 0; m < 2; m++)
+            check_alu_case(OP_ADDI, addi[i].a, addi[i].b, m);
     for (size_t i = 0; i < sizeof cmpi / sizeof cmpi[0]; i++)
-        for (int m = 0; m < 2; m++) check_alu_case(OP_CMPI, cmpi[i].a, cmpi[i].b, m);
+        for (int m = 0; m < 2; m++)
+            check_alu_case(OP_CMPI, cmpi[i].a, cmpi[i].b, m);
 }
 END_TEST
 
@@ -353,8 +385,9 @@ START_TEST(test_logic_clears_cf_of) {
         ck_assert_uint_eq(c->r[3], r);
         ck_assert_msg((peek32(c, KSTACK0 - 4) & CPU_FL_ARITH) == want, "%s: flags %#x, want %#x",
                       cpu_isa[op].mnem, peek32(c, KSTACK0 - 4), want);
-        ck_assert_uint_eq(peek32(c, DATA), 1);                          /* jb not taken: CF clear */
-        ck_assert_uint_eq(peek32(c, DATA + 4), (want & CPU_FL_SF) ? 0 : 1); /* jl: SF != OF, OF clear */
+        ck_assert_uint_eq(peek32(c, DATA), 1); /* jb not taken: CF clear */
+        ck_assert_uint_eq(peek32(c, DATA + 4),
+                          (want & CPU_FL_SF) ? 0 : 1); /* jl: SF != OF, OF clear */
         cpu_free(c);
     }
 }
@@ -370,14 +403,14 @@ START_TEST(test_shifts) {
     c->r[5] = 33; /* counts are taken mod 32 */
     c->r[6] = 0x40000000;
     c->r[7] = 0x80000000;
-    EMIT(SHL, 1, 4, 0);    /* 0x00000010 */
-    EMIT(SHR, 2, 5, 0);    /* >> 1: 0x40000000 */
-    EMIT(SAR, 3, 4, 0);    /* 0xf8000001 */
-    EMIT(SHLI, 6, 0, 2);   /* 0x00000000, ZF */
+    EMIT(SHL, 1, 4, 0);  /* 0x00000010 */
+    EMIT(SHR, 2, 5, 0);  /* >> 1: 0x40000000 */
+    EMIT(SAR, 3, 4, 0);  /* 0xf8000001 */
+    EMIT(SHLI, 6, 0, 2); /* 0x00000000, ZF */
     EMIT(PUSHF, 0, 0, 0);
-    EMIT(SHRI, 7, 0, 31);  /* 1 */
-    EMIT(SAR, 7, 0, 0);    /* r0 = 0: unchanged */
-    EMIT(SHLI, 7, 0, 31);  /* 0x80000000, SF */
+    EMIT(SHRI, 7, 0, 31); /* 1 */
+    EMIT(SAR, 7, 0, 0);   /* r0 = 0: unchanged */
+    EMIT(SHLI, 7, 0, 31); /* 0x80000000, SF */
     EMIT(PUSHF, 0, 0, 0);
     uint32_t end = EMIT(HLT, 0, 0, 0);
     expect_halt_at(c, 100, end);
@@ -466,13 +499,13 @@ START_TEST(test_ld_st_word_and_byte) {
     c->r[1] = DATA + 0x100;
     c->r[2] = 0xa1b2c3d4;
     c->r[3] = 0x1234ff80;
-    EMIT(ST, 1, 2, -4);      /* mem32[DATA+0xfc] */
+    EMIT(ST, 1, 2, -4); /* mem32[DATA+0xfc] */
     EMIT(LD, 4, 1, -4);
-    EMIT(STB, 1, 3, 8);      /* one byte 0x80 at DATA+0x108 */
-    EMIT(LDB, 5, 1, 8);      /* zero-extended: 0x80 */
-    EMIT(LDB, 6, 1, -2);     /* byte 2 of the word: 0xb2 */
-    EMIT(LD, 7, 1, 8);       /* only the low byte was written */
-    c->r[8] = DATA + 0xffe;  /* a word straddling two pages */
+    EMIT(STB, 1, 3, 8);     /* one byte 0x80 at DATA+0x108 */
+    EMIT(LDB, 5, 1, 8);     /* zero-extended: 0x80 */
+    EMIT(LDB, 6, 1, -2);    /* byte 2 of the word: 0xb2 */
+    EMIT(LD, 7, 1, 8);      /* only the low byte was written */
+    c->r[8] = DATA + 0xffe; /* a word straddling two pages */
     EMIT(ST, 8, 2, 0);
     EMIT(LD, 9, 8, 0);
     uint32_t end = EMIT(HLT, 0, 0, 0);
@@ -531,7 +564,7 @@ START_TEST(test_call_ret_callr_jmpr) {
     uint32_t end = EMIT(HLT, 0, 0, 0);
     expect_halt_at(c, 100, end);
     ck_assert_uint_eq(after_call, call + 8);
-    ck_assert_uint_eq(c->r[10], after_call);  /* call pushed the next instruction */
+    ck_assert_uint_eq(c->r[10], after_call); /* call pushed the next instruction */
     ck_assert_uint_eq(c->r[9], after_callr); /* so did callr */
     ck_assert_uint_eq(after_callr, callr + 4);
     ck_assert_uint_eq(c->r[1], 2);
@@ -665,7 +698,8 @@ START_TEST(test_trap_from_cpl3_switches_stack) {
     ck_assert_uint_eq(f.sp, USTACK);
     ck_assert_uint_eq(c->cpl, 0);
     ck_assert_uint_eq(flags_of(c) & CPU_FL_IF, 0);
-    for (uint32_t a = USTACK - 32; a < USTACK; a += 4) ck_assert_uint_eq(peek32(c, a), 0); /* user stack untouched */
+    for (uint32_t a = USTACK - 32; a < USTACK; a += 4)
+        ck_assert_uint_eq(peek32(c, a), 0); /* user stack untouched */
 }
 END_TEST
 
@@ -689,7 +723,8 @@ END_TEST
 START_TEST(test_iret_restores_everything) {
     cpu_t *c = C;
     uint32_t at = CODE;
-    uint32_t fr[5] = {0xdead, CODE + 0x100, CPU_FL_IF | CPU_FL_CF | CPU_FL_ZF | CPU_FL_OF, 3, USTACK - 8};
+    uint32_t fr[5] = {0xdead, CODE + 0x100, CPU_FL_IF | CPU_FL_CF | CPU_FL_ZF | CPU_FL_OF, 3,
+                      USTACK - 8};
     cpu_phys_write(c, KSTACK0 - 20, fr, sizeof fr);
     c->r[CPU_REG_SP] = KSTACK0 - 20;
     EMIT(IRET, 0, 0, 0);
@@ -697,7 +732,8 @@ START_TEST(test_iret_restores_everything) {
     ck_assert_uint_eq(c->pc, CODE + 0x100);
     ck_assert_uint_eq(c->cpl, 3);
     ck_assert_uint_eq(c->r[CPU_REG_SP], USTACK - 8);
-    ck_assert_uint_eq(flags_of(c), CPU_FL_IF | CPU_FL_CF | CPU_FL_ZF | CPU_FL_OF | (3u << CPU_FL_CPL_SHIFT));
+    ck_assert_uint_eq(flags_of(c),
+                      CPU_FL_IF | CPU_FL_CF | CPU_FL_ZF | CPU_FL_OF | (3u << CPU_FL_CPL_SHIFT));
     /* and back to CPL 0 with IF clear */
     uint32_t fr2[5] = {0, CODE + 0x200, CPU_FL_SF, 0, KSTACK0 - 100};
     cpu_phys_write(c, KSTACK0 - 40, fr2, sizeof fr2);
@@ -754,13 +790,14 @@ START_TEST(test_handler_sees_interrupted_arith_flags) {
     c->r[1] = CPU_FL_ZF | CPU_FL_CF;
     c->r[2] = 5;
     EMIT(PUSH, 1, 0, 0);
-    EMIT(POPF, 0, 0, 0);   /* ZF CF from memory */
-    EMIT(ADDI, 2, 0, 1);   /* 6: ZF CF now clear */
+    EMIT(POPF, 0, 0, 0); /* ZF CF from memory */
+    EMIT(ADDI, 2, 0, 1); /* 6: ZF CF now clear */
     EMIT(SYSCALL, 0, 0, 0);
     expect_halt_at(c, 100, SUBR + 4);
     trap_frame f = frame_at(c, c->r[CPU_REG_SP] + 4);
-    ck_assert_uint_eq(f.flags & CPU_FL_ARITH, 0);                    /* the frame is right */
-    ck_assert_uint_eq(peek32(c, c->r[CPU_REG_SP]) & CPU_FL_ARITH, 0); /* and so must the handler be */
+    ck_assert_uint_eq(f.flags & CPU_FL_ARITH, 0); /* the frame is right */
+    ck_assert_uint_eq(peek32(c, c->r[CPU_REG_SP]) & CPU_FL_ARITH,
+                      0); /* and so must the handler be */
 }
 END_TEST
 
@@ -934,8 +971,8 @@ START_TEST(test_strict_every_configurable_traps_at_cpl3) {
 END_TEST
 
 START_TEST(test_x86_trapping_set) {
-    static const int traps[] = {OP_CLI,   OP_STI,    OP_HLT,    OP_IN,       OP_OUT,
-                                OP_WRCR,  OP_RDCR,   OP_INVLPG, OP_IRET,     OP_VMXON,
+    static const int traps[] = {OP_CLI,    OP_STI,      OP_HLT,      OP_IN,     OP_OUT,
+                                OP_WRCR,   OP_RDCR,     OP_INVLPG,   OP_IRET,   OP_VMXON,
                                 OP_VMXOFF, OP_VMLAUNCH, OP_VMRESUME, OP_VMREAD, OP_VMWRITE};
     static const int runs[] = {OP_PUSHF, OP_POPF, OP_SIDT, OP_SMSW, OP_RDTSC, OP_CPUID};
     for (size_t i = 0; i < sizeof traps / sizeof traps[0]; i++) {
@@ -947,8 +984,9 @@ START_TEST(test_x86_trapping_set) {
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         cpu_t *c = new_machine();
         int rc = run_single(c, runs[i], 3);
-        ck_assert_msg(rc == CPU_EXIT_BUDGET && c->pc == CODE + 4, "%s at CPL 3 under x86: '%s' pc %#x",
-                      cpu_isa[runs[i]].mnem, cpu_exit_name(rc), c->pc);
+        ck_assert_msg(rc == CPU_EXIT_BUDGET && c->pc == CODE + 4,
+                      "%s at CPL 3 under x86: '%s' pc %#x", cpu_isa[runs[i]].mnem,
+                      cpu_exit_name(rc), c->pc);
         cpu_free(c);
     }
 }
@@ -1125,9 +1163,13 @@ START_TEST(test_cpl0_every_configurable_runs) {
         switch (op) {
         case OP_CLI: ok = !(flags_of(c) & CPU_FL_IF); break;
         case OP_STI: ok = !!(flags_of(c) & CPU_FL_IF); break;
-        case OP_PUSHF: ok = peek32(c, KSTACK0 - 4) == CPU_FL_IF && c->r[CPU_REG_SP] == KSTACK0 - 4; break;
+        case OP_PUSHF:
+            ok = peek32(c, KSTACK0 - 4) == CPU_FL_IF && c->r[CPU_REG_SP] == KSTACK0 - 4;
+            break;
         case OP_POPF: ok = flags_of(c) == CPU_FL_ZF && c->r[CPU_REG_SP] == KSTACK0 + 4; break;
-        case OP_HLT: ok = rc == CPU_EXIT_HALT && c->exit.pc == CODE; break; /* nothing can wake it */
+        case OP_HLT:
+            ok = rc == CPU_EXIT_HALT && c->exit.pc == CODE;
+            break; /* nothing can wake it */
         case OP_IRET: ok = c->pc == CODE + 0x40 && flags_of(c) == CPU_FL_CF; break;
         case OP_IN: ok = c->r[1] == 0; break; /* the console reads 0 */
         case OP_OUT: {
@@ -1137,7 +1179,7 @@ START_TEST(test_cpl0_every_configurable_runs) {
             break;
         }
         case OP_WRCR: ok = cpu_get_cr(c, CR_VBR) == 0x1234; break; /* wrcr vbr, r2 */
-        case OP_RDCR: ok = c->r[1] == 0xfadd; break;                /* rdcr r1, faddr */
+        case OP_RDCR: ok = c->r[1] == 0xfadd; break;               /* rdcr r1, faddr */
         case OP_INVLPG: ok = c->pc == CODE + 4; break;
         case OP_SIDT: ok = c->r[1] == VT; break;
         case OP_SMSW: ok = (c->r[1] & 3) == 0; break;
@@ -1151,7 +1193,8 @@ START_TEST(test_cpl0_every_configurable_runs) {
         case OP_VMWRITE: ok = rc == CPU_EXIT_VMX && c->exit.insn.op == op; break;
         default: ck_abort_msg("no expectation for %s", m);
         }
-        ck_assert_msg(ok, "%s at CPL 0 did not do its job (rc '%s', pc %#x)", m, cpu_exit_name(rc), c->pc);
+        ck_assert_msg(ok, "%s at CPL 0 did not do its job (rc '%s', pc %#x)", m, cpu_exit_name(rc),
+                      c->pc);
         if (op != OP_HLT && op != OP_IRET && !(op >= OP_VMLAUNCH && op <= OP_VMWRITE))
             ck_assert_msg(c->pc == CODE + 4, "%s: pc %#x", m, c->pc);
         cpu_free(c);
@@ -1170,8 +1213,8 @@ START_TEST(test_policy_describe) {
     ck_assert_str_eq(cpu_policy_describe(c), "strict");
     ck_assert_int_eq(cpu_policy_preset(c, "bogus"), -1);
     ck_assert_str_eq(cpu_policy_describe(c), "strict");
-    cpu_set_behaviour(c, OP_ADD, LEAK);  /* not configurable: ignored */
-    cpu_set_behaviour(c, OP_CLI, NA);    /* not a behaviour: ignored */
+    cpu_set_behaviour(c, OP_ADD, LEAK); /* not configurable: ignored */
+    cpu_set_behaviour(c, OP_CLI, NA);   /* not a behaviour: ignored */
     ck_assert_str_eq(cpu_policy_describe(c), "strict");
     cpu_set_behaviour(c, OP_POPF, SILENT);
     ck_assert_str_eq(cpu_policy_describe(c), "custom");
@@ -1195,7 +1238,8 @@ START_TEST(test_sensitive_events_at_cpl3) {
     c->r[CPU_REG_SP] = USTACK;
     static const int ops[] = {OP_PUSHF, OP_POPF, OP_SMSW, OP_SIDT, OP_RDTSC, OP_CPUID};
     static const int beh[] = {LEAK, SILENT, LEAK, LEAK, LEAK, LEAK};
-    for (int i = 0; i < 6; i++) emit(c, &at, ops[i], 1, 2, 0);
+    for (int i = 0; i < 6; i++)
+        emit(c, &at, ops[i], 1, 2, 0);
     EMIT(BRK, 0, 0, 0);
     expect_trap(c, 20, VEC_BP);
     cpu_trace_flush(&t);
@@ -1273,7 +1317,8 @@ START_TEST(test_intercept_gp_fills_exit_pushes_nothing) {
     ck_assert_uint_eq(c->cpl, 3);
     ck_assert_uint_eq(c->r[CPU_REG_SP], USTACK);
     ck_assert_uint_eq(c->steps, 1);
-    for (uint32_t a = KSTACK - 32; a < KSTACK; a += 4) ck_assert_uint_eq(peek32(c, a), 0);
+    for (uint32_t a = KSTACK - 32; a < KSTACK; a += 4)
+        ck_assert_uint_eq(peek32(c, a), 0);
     ck_assert_uint_eq(flags_of(c) & CPU_FL_IF, CPU_FL_IF);
 }
 END_TEST
@@ -1327,14 +1372,21 @@ END_TEST
 
 enum { NPAGES = MEM_SIZE / 4096, PAGE_USER = PTE_P | PTE_W | PTE_U };
 
-static uint32_t pte_addr(uint32_t va) { return PT + (va >> 12) * 4; }
-static void set_pte(cpu_t *c, uint32_t va, uint32_t pte) { poke32(c, pte_addr(va), pte); }
-static uint32_t get_pte(cpu_t *c, uint32_t va) { return peek32(c, pte_addr(va)); }
+static uint32_t pte_addr(uint32_t va) {
+    return PT + (va >> 12) * 4;
+}
+static void set_pte(cpu_t *c, uint32_t va, uint32_t pte) {
+    poke32(c, pte_addr(va), pte);
+}
+static uint32_t get_pte(cpu_t *c, uint32_t va) {
+    return peek32(c, pte_addr(va));
+}
 
 /* Identity-map all of memory (P W U), without A/D bits; paging stays off. */
 static void build_tables(cpu_t *c) {
     poke32(c, PD, PT | PTE_P | PTE_W | PTE_U);
-    for (uint32_t i = 0; i < NPAGES; i++) set_pte(c, i << 12, (i << 12) | PAGE_USER);
+    for (uint32_t i = 0; i < NPAGES; i++)
+        set_pte(c, i << 12, (i << 12) | PAGE_USER);
 }
 
 static void paging_on(cpu_t *c) {
@@ -1546,12 +1598,14 @@ static void tlb_program(cpu_t *c, int flush_op) {
     c->r[4] = pte_addr(0x5000);
     c->r[5] = 0x7000 | PAGE_USER;
     c->r[9] = PD;
-    EMIT(LD, 3, 2, 0);  /* fills the TLB: 0x1111 */
-    EMIT(ST, 4, 5, 0);  /* PTE now points at 0x7000 */
-    EMIT(LD, 6, 2, 0);  /* stale: still 0x1111 */
-    if (flush_op == OP_INVLPG) EMIT(INVLPG, 2, 0, 0);
-    else EMIT(WRCR, CR_PTBR, 9, 0);
-    EMIT(LD, 7, 2, 0);  /* fresh: 0x2222 */
+    EMIT(LD, 3, 2, 0); /* fills the TLB: 0x1111 */
+    EMIT(ST, 4, 5, 0); /* PTE now points at 0x7000 */
+    EMIT(LD, 6, 2, 0); /* stale: still 0x1111 */
+    if (flush_op == OP_INVLPG)
+        EMIT(INVLPG, 2, 0, 0);
+    else
+        EMIT(WRCR, CR_PTBR, 9, 0);
+    EMIT(LD, 7, 2, 0); /* fresh: 0x2222 */
     uint32_t end = EMIT(HLT, 0, 0, 0);
     expect_halt_at(c, 100, end);
 }
@@ -1579,7 +1633,7 @@ START_TEST(test_page_table_outside_memory_mc) {
     uint32_t at = CODE;
     build_tables(c);
     poke32(c, PD + 4, 0x10000000 | PTE_P | PTE_W | PTE_U); /* PT for 4-8 MiB beyond memory */
-    set_pte(c, 0x5000, 0x20000000 | PAGE_USER);             /* frame beyond memory */
+    set_pte(c, 0x5000, 0x20000000 | PAGE_USER);            /* frame beyond memory */
     paging_on(c);
     c->r[2] = 0x400000;
     c->r[3] = 0x5000;
@@ -1620,9 +1674,9 @@ START_TEST(test_straddling_insn_translated_halves) {
     uint32_t at = CODE + 0xffc;
     build_tables(c);
     EMIT(LI, 1, 0, 0x12345678);
-    poke32(c, 0x7000, 0x0badcafe);                    /* the immediate as seen through the map */
+    poke32(c, 0x7000, 0x0badcafe); /* the immediate as seen through the map */
     poke32(c, 0x7004, encode1(OP_HLT, 0, 0, 0));
-    set_pte(c, CODE + 0x1000, 0x7000 | PAGE_USER);     /* va 0x2000 -> pa 0x7000 */
+    set_pte(c, CODE + 0x1000, 0x7000 | PAGE_USER); /* va 0x2000 -> pa 0x7000 */
     paging_on(c);
     c->pc = CODE + 0xffc;
     expect_halt_at(c, 10, CODE + 0x1004);
@@ -1720,7 +1774,8 @@ START_TEST(test_timer_irq_at_block_boundary) {
     EMIT(LI, 1, 0, (int32_t)period);
     EMIT(OUT, 0, 1, PORT_TIMER);
     EMIT(STI, 0, 0, 0); /* a block boundary before the deadline: nothing yet */
-    for (uint32_t i = 0; i < ndiv; i++) EMIT(DIV, 3, 2, 0); /* the deadline passes in here */
+    for (uint32_t i = 0; i < ndiv; i++)
+        EMIT(DIV, 3, 2, 0); /* the deadline passes in here */
     EMIT(JMP, 0, 0, (int32_t)(at + 8));
     uint32_t boundary = at;
     EMIT(NOP, 0, 0, 0);
@@ -1741,9 +1796,10 @@ START_TEST(test_timer_irq_waits_for_if) {
     uint32_t at = CODE;
     EMIT(LI, 1, 0, 5);
     EMIT(OUT, 0, 1, PORT_TIMER);
-    for (int i = 0; i < 20; i++) EMIT(NOP, 0, 0, 0);
+    for (int i = 0; i < 20; i++)
+        EMIT(NOP, 0, 0, 0);
     EMIT(JMP, 0, 0, (int32_t)(at + 8)); /* a boundary past the deadline, but IF = 0 */
-    EMIT(STI, 0, 0, 0);                  /* the pending tick is taken right after sti */
+    EMIT(STI, 0, 0, 0);                 /* the pending tick is taken right after sti */
     uint32_t next = at;
     EMIT(HLT, 0, 0, 0);
     expect_trap(c, 100, VEC_IRQ0);
@@ -1949,7 +2005,8 @@ static void assert_same_machine(cpu_t *a, cpu_t *b) {
     ck_assert_uint_eq(a->steps, b->steps);
     ck_assert_uint_eq(a->pc, b->pc);
     ck_assert_uint_eq(cpu_get_flags(a), cpu_get_flags(b));
-    for (int r = 0; r < 16; r++) ck_assert_msg(a->r[r] == b->r[r], "r%d: %#x vs %#x", r, a->r[r], b->r[r]);
+    for (int r = 0; r < 16; r++)
+        ck_assert_msg(a->r[r] == b->r[r], "r%d: %#x vs %#x", r, a->r[r], b->r[r]);
     ck_assert_msg(memcmp(a->mem, b->mem, MEM_SIZE) == 0, "memories differ");
 }
 
@@ -1977,7 +2034,8 @@ START_TEST(test_single_step_equals_run) {
     expect_halt_at(a, 1000000, end);
     int rc;
     uint64_t calls = 0;
-    while ((rc = cpu_run(b, 1)) == CPU_EXIT_BUDGET) calls++;
+    while ((rc = cpu_run(b, 1)) == CPU_EXIT_BUDGET)
+        calls++;
     ck_assert_int_eq(rc, CPU_EXIT_HALT);
     ck_assert_uint_eq(b->exit.pc, end);
     /* in one big run, ticks land on block boundaries: the loop head */
@@ -1985,8 +2043,9 @@ START_TEST(test_single_step_equals_run) {
         ck_assert(peek32(a, p) == loop || peek32(a, p) == after_loop);
     ck_assert_uint_eq(a->r[13], b->r[13]);
     for (uint32_t p = LOG; p < a->r[13]; p += 4)
-        ck_assert_msg(peek32(a, p) == peek32(b, p), "tick %u: run returned to %#x, single-step to %#x",
-                      (p - LOG) / 4, peek32(a, p), peek32(b, p));
+        ck_assert_msg(peek32(a, p) == peek32(b, p),
+                      "tick %u: run returned to %#x, single-step to %#x", (p - LOG) / 4,
+                      peek32(a, p), peek32(b, p));
     assert_same_machine(a, b);
     ck_assert_uint_eq(calls + 1, b->steps);
     cpu_free(a);
@@ -1997,7 +2056,8 @@ END_TEST
 START_TEST(test_budget_exact_steps) {
     cpu_t *c = C;
     uint32_t at = CODE;
-    for (int i = 0; i < 100; i++) EMIT(NOP, 0, 0, 0);
+    for (int i = 0; i < 100; i++)
+        EMIT(NOP, 0, 0, 0);
     uint32_t end = EMIT(HLT, 0, 0, 0);
     ck_assert_int_eq(cpu_run(c, 0), CPU_EXIT_BUDGET);
     ck_assert_uint_eq(c->steps, 0);
@@ -2051,7 +2111,8 @@ END_TEST
 START_TEST(test_fetch_fault_loop_ends_by_budget) {
     cpu_t *c = C;
     uint32_t at = CODE;
-    for (int v = 0; v < CPU_NVEC; v++) set_vector(c, v, 0x10000000); /* beyond memory */
+    for (int v = 0; v < CPU_NVEC; v++)
+        set_vector(c, v, 0x10000000); /* beyond memory */
     EMIT(JMP, 0, 0, 0x20000000);
     ck_assert_int_eq(cpu_run(c, 500), CPU_EXIT_BUDGET);
     ck_assert_uint_eq(c->steps, 500);
@@ -2119,7 +2180,8 @@ START_TEST(test_vmxon_enters_vmx) {
 END_TEST
 
 START_TEST(test_vmx_insn_outside_vmx_ud) {
-    static const int ops[] = {OP_VMREAD, OP_VMWRITE, OP_VMLAUNCH, OP_VMRESUME, OP_VMXOFF, OP_VMCALL};
+    static const int ops[] = {OP_VMREAD,   OP_VMWRITE, OP_VMLAUNCH,
+                              OP_VMRESUME, OP_VMXOFF,  OP_VMCALL};
     for (int cpl = 0; cpl <= 3; cpl += 3)
         for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
             cpu_t *c = new_machine();

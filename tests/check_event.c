@@ -61,7 +61,9 @@ static cpu_event ev_insn(uint32_t pc, uint8_t cost) {
     return (cpu_event){.kind = EV_INSN, .b = cost, .pc = pc, .x = 0x01};
 }
 
-static cpu_event ev_of(int kind, uint32_t pc) { return (cpu_event){.kind = (uint8_t)kind, .pc = pc, .x = 7, .y = 9}; }
+static cpu_event ev_of(int kind, uint32_t pc) {
+    return (cpu_event){.kind = (uint8_t)kind, .pc = pc, .x = 7, .y = 9};
+}
 
 /* Feed every recorded event to a fresh reader; keep what it outputs (text is copied). */
 typedef struct {
@@ -86,14 +88,16 @@ static void replay_all(const sinkbuf *b, replay *r) {
     cpu_trace_reader rd;
     cpu_reader_init(&rd);
     r->n = 0;
-    cpu_reader_feed(&rd, b->ev, b->n, keep_one, r); /* one record at a time is the same: see below */
+    cpu_reader_feed(&rd, b->ev, b->n, keep_one,
+                    r); /* one record at a time is the same: see below */
     cpu_reader_free(&rd);
 }
 
 /* records of a kind, passing over payloads (page snapshots hold raw bytes) */
 static size_t count_kind(const sinkbuf *b, int kind) {
     size_t k = 0;
-    for (size_t i = 0; i < b->n; i += 1 + cpu_event_payload_records(&b->ev[i])) k += b->ev[i].kind == kind;
+    for (size_t i = 0; i < b->n; i += 1 + cpu_event_payload_records(&b->ev[i]))
+        k += b->ev[i].kind == kind;
     return k;
 }
 
@@ -105,7 +109,7 @@ START_TEST(test_insn_deltas_need_no_sync) {
     e = ev_insn(0x104, 3), cpu_trace_put(&T, 1, 1, &e);
     e = ev_insn(0x108, 255), cpu_trace_put(&T, 2, 4, &e);
     e = ev_of(EV_IO, 0x108), cpu_trace_put(&T, 3, 259, &e); /* right where the reader will be */
-    e = ev_insn(0x10c, 0), cpu_trace_put(&T, 3, 259, &e); /* costs nothing */
+    e = ev_insn(0x10c, 0), cpu_trace_put(&T, 3, 259, &e);   /* costs nothing */
     e = ev_of(EV_HALT, 0x110), cpu_trace_put(&T, 4, 259, &e);
     cpu_trace_flush(&T);
     ck_assert_uint_eq(B.n, 6);
@@ -128,15 +132,17 @@ END_TEST
 
 START_TEST(test_sync_when_stamps_jump) {
     cpu_event e;
-    e = ev_insn(0x100, 2), cpu_trace_put(&T, 10, 1000, &e);    /* not at 0/0: sync first */
+    e = ev_insn(0x100, 2), cpu_trace_put(&T, 10, 1000, &e);     /* not at 0/0: sync first */
     e = ev_of(EV_TRAP, 0x100), cpu_trace_put(&T, 11, 1502, &e); /* a trap cost 500 more */
-    e = ev_insn(0x200, 1), cpu_trace_put(&T, 11, 1502, &e);    /* no sync */
-    e = ev_insn(0x204, 1), cpu_trace_put(&T, 13, 1503, &e);    /* a step with no record */
-    e = ev_insn(0x208, 1), cpu_trace_put(&T, 14, 1503, &e);    /* cycle lower than predicted */
+    e = ev_insn(0x200, 1), cpu_trace_put(&T, 11, 1502, &e);     /* no sync */
+    e = ev_insn(0x204, 1), cpu_trace_put(&T, 13, 1503, &e);     /* a step with no record */
+    e = ev_insn(0x208, 1), cpu_trace_put(&T, 14, 1503, &e);     /* cycle lower than predicted */
     cpu_trace_flush(&T);
-    static const int kinds[] = {EV_SYNC, EV_INSN, EV_SYNC, EV_TRAP, EV_INSN, EV_SYNC, EV_INSN, EV_SYNC, EV_INSN};
+    static const int kinds[] = {EV_SYNC, EV_INSN, EV_SYNC, EV_TRAP, EV_INSN,
+                                EV_SYNC, EV_INSN, EV_SYNC, EV_INSN};
     ck_assert_uint_eq(B.n, 9);
-    for (size_t i = 0; i < 9; i++) ck_assert_msg(B.ev[i].kind == kinds[i], "record %zu: kind %d", i, B.ev[i].kind);
+    for (size_t i = 0; i < 9; i++)
+        ck_assert_msg(B.ev[i].kind == kinds[i], "record %zu: kind %d", i, B.ev[i].kind);
     replay r;
     replay_all(&B, &r);
     ck_assert_uint_eq(r.n, 5); /* the syncs are bookkeeping */
@@ -150,8 +156,8 @@ START_TEST(test_sync_when_stamps_jump) {
 END_TEST
 
 START_TEST(test_sync_wide_values) {
-    const uint64_t step = 0x123456789abcull;           /* 48 bits */
-    const uint64_t cycle = 0xfedcba9876543210ull;      /* 64 bits */
+    const uint64_t step = 0x123456789abcull;      /* 48 bits */
+    const uint64_t cycle = 0xfedcba9876543210ull; /* 64 bits */
     cpu_event e = ev_insn(0x40, 7);
     cpu_trace_put(&T, step, cycle, &e);
     e = ev_of(EV_HALT, 0x44);
@@ -186,7 +192,8 @@ static const size_t text_lengths[] = {0, 1, 15, 16, 17, 100};
 START_TEST(test_text_round_trip) {
     size_t len = text_lengths[_i];
     char s[128];
-    for (size_t i = 0; i < len; i++) s[i] = (char)(i * 7 + (i % 3 == 0 ? 0 : 'a')); /* zeros inside too */
+    for (size_t i = 0; i < len; i++)
+        s[i] = (char)(i * 7 + (i % 3 == 0 ? 0 : 'a')); /* zeros inside too */
     cpu_event e = ev_insn(0x10, 4);
     cpu_trace_put(&T, 5, 50, &e);
     cpu_trace_text(&T, 6, 54, 3, TEXT_PRINT, s, len);
@@ -251,7 +258,8 @@ START_TEST(test_small_cap_flushes_in_order) {
     ck_assert_uint_eq(b.n, 10);
     ck_assert_uint_eq(b.batches, 3);
     ck_assert_uint_eq(b.max_batch, 4);
-    for (uint32_t i = 0; i < 10; i++) ck_assert_uint_eq(b.ev[i].pc, 0x1000 + 4 * i);
+    for (uint32_t i = 0; i < 10; i++)
+        ck_assert_uint_eq(b.ev[i].pc, 0x1000 + 4 * i);
     cpu_trace_flush(&t); /* nothing buffered: no call */
     ck_assert_uint_eq(b.batches, 3);
     cpu_trace_free(&t);
@@ -266,7 +274,8 @@ START_TEST(test_cap_boundary_splits_sync_and_text) {
     cpu_trace_init(&t, 4);
     cpu_trace_add_sink(&t, sink, &b);
     char s[100];
-    for (int i = 0; i < 100; i++) s[i] = (char)('A' + i % 26);
+    for (int i = 0; i < 100; i++)
+        s[i] = (char)('A' + i % 26);
     for (uint32_t i = 0; i < 3; i++) {
         cpu_event e = ev_insn(4 * i, 2);
         cpu_trace_put(&t, i, 2 * i, &e);
@@ -318,7 +327,8 @@ END_TEST
 
 START_TEST(test_multiple_sinks) {
     sinkbuf more[3] = {{0}};
-    for (int i = 0; i < 3; i++) ck_assert_int_eq(cpu_trace_add_sink(&T, sink, &more[i]), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(cpu_trace_add_sink(&T, sink, &more[i]), 0);
     sinkbuf extra = {0};
     ck_assert_int_eq(cpu_trace_add_sink(&T, sink, &extra), -1); /* four at most */
     for (uint32_t i = 0; i < 100; i++) {
@@ -364,11 +374,13 @@ START_TEST(test_names) {
     ck_assert_str_eq(cpu_event_kind_name(EV_EMULATE), "emulate");
     ck_assert_str_eq(cpu_event_kind_name(EV_CPU_LAST), "?");
     ck_assert_str_eq(cpu_event_kind_name(-1), "?");
-    for (int k = 0; k < EV_CPU_LAST; k++) ck_assert_str_ne(cpu_event_kind_name(k), "?");
+    for (int k = 0; k < EV_CPU_LAST; k++)
+        ck_assert_str_ne(cpu_event_kind_name(k), "?");
     ck_assert_str_eq(cpu_cause_name(CAUSE_PF), "page fault");
     ck_assert_str_eq(cpu_cause_name(CAUSE_NONE), "");
     ck_assert_str_eq(cpu_cause_name(CAUSE_COUNT), "?");
-    for (int k = 1; k < CAUSE_COUNT; k++) ck_assert_str_ne(cpu_cause_name(k), "?");
+    for (int k = 1; k < CAUSE_COUNT; k++)
+        ck_assert_str_ne(cpu_cause_name(k), "?");
 }
 END_TEST
 
@@ -424,8 +436,8 @@ static void check_insn(void *ud, const cpu_stamped *s) {
     size_t k = c->k;
     ck_assert_uint_lt(k, c->n);
     ck_assert_msg(s->ev.pc == c->pcs[k] && s->step == c->steps[k] && s->cycle == c->cycles[k],
-                  "insn %zu: pc %#x step %llu cycle %llu, machine had pc %#x step %llu cycle %llu", k,
-                  s->ev.pc, (unsigned long long)s->step, (unsigned long long)s->cycle, c->pcs[k],
+                  "insn %zu: pc %#x step %llu cycle %llu, machine had pc %#x step %llu cycle %llu",
+                  k, s->ev.pc, (unsigned long long)s->step, (unsigned long long)s->cycle, c->pcs[k],
                   (unsigned long long)c->steps[k], (unsigned long long)c->cycles[k]);
     c->k++;
 }
@@ -466,7 +478,8 @@ START_TEST(test_cpu_run_stamps_match_single_step) {
     cpu_trace_reader rd;
     cpu_reader_init(&rd);
     insn_check ic = {.pcs = pcs, .steps = steps, .cycles = cycles, .n = n};
-    for (size_t i = 0; i < b.n; i++) cpu_reader_feed(&rd, &b.ev[i], 1, check_insn, &ic); /* record by record */
+    for (size_t i = 0; i < b.n; i++)
+        cpu_reader_feed(&rd, &b.ev[i], 1, check_insn, &ic); /* record by record */
     ck_assert_uint_eq(ic.k, n);
     ck_assert_uint_eq(c->cycles, twin->cycles);
     ck_assert_uint_eq(c->r[5], 3);
@@ -477,7 +490,6 @@ START_TEST(test_cpu_run_stamps_match_single_step) {
     cpu_free(twin);
 }
 END_TEST
-
 
 /* ---- compact instruction records: blocks, repeats, page snapshots, costs ---------------- */
 
@@ -511,9 +523,11 @@ static void cmp_twin(void *ud, const cpu_stamped *s) {
     ck_assert_uint_lt(k, l->n);
     ck_assert_msg(s->ev.pc == l->pc[k] && s->ev.x == l->word[k] && s->step == l->step[k] &&
                       s->cycle == l->cycle[k],
-                  "insn %zu: read pc %#x word %#x step %llu cycle %llu; twin pc %#x word %#x step %llu cycle %llu",
-                  k, s->ev.pc, s->ev.x, (unsigned long long)s->step, (unsigned long long)s->cycle, l->pc[k],
-                  l->word[k], (unsigned long long)l->step[k], (unsigned long long)l->cycle[k]);
+                  "insn %zu: read pc %#x word %#x step %llu cycle %llu; twin pc %#x word %#x step "
+                  "%llu cycle %llu",
+                  k, s->ev.pc, s->ev.x, (unsigned long long)s->step, (unsigned long long)s->cycle,
+                  l->pc[k], l->word[k], (unsigned long long)l->step[k],
+                  (unsigned long long)l->cycle[k]);
 }
 
 /* Run c traced (cap records a batch), then check the reader against the twin log. */
@@ -525,7 +539,8 @@ static void traced_equals_twin(cpu_t *c, twin_log *l, sinkbuf *b, size_t cap,
     cpu_trace_add_sink(&t, sink, b);
     c->trace = &t;
     if (between) { /* stop at every step the hook cares about, as the twin did */
-        while (cpu_run(c, 1) == CPU_EXIT_BUDGET) between(c, c->steps);
+        while (cpu_run(c, 1) == CPU_EXIT_BUDGET)
+            between(c, c->steps);
     } else {
         ck_assert_int_ne(cpu_run(c, 100000), CPU_EXIT_BUDGET);
     }
@@ -565,7 +580,8 @@ START_TEST(test_loop_is_one_block_and_a_repeat) {
     traced_equals_twin(c, &l, &b, 4096, NULL);
     ck_assert_uint_eq(count_kind(&b, EV_REPEAT), 1);
     ck_assert_uint_eq(count_kind(&b, EV_PAGE), 1);
-    ck_assert_uint_lt(b.n, 270 + 20); /* a page snapshot (257 records) and a handful more for 2000 insns */
+    ck_assert_uint_lt(
+        b.n, 270 + 20); /* a page snapshot (257 records) and a handful more for 2000 insns */
     ck_assert_uint_eq(c->r[1], 500 * 499 / 2);
     free(b.ev);
     cpu_free(c);
@@ -658,7 +674,8 @@ Suite *suite_event(void) {
     tcase_add_test(t, test_sync_when_stamps_jump);
     tcase_add_test(t, test_sync_wide_values);
     tcase_add_test(t, test_first_record_at_zero_no_sync);
-    tcase_add_loop_test(t, test_text_round_trip, 0, (int)(sizeof text_lengths / sizeof text_lengths[0]));
+    tcase_add_loop_test(t, test_text_round_trip, 0,
+                        (int)(sizeof text_lengths / sizeof text_lengths[0]));
     tcase_add_test(t, test_texts_back_to_back);
     tcase_add_test(t, test_small_cap_flushes_in_order);
     tcase_add_test(t, test_cap_boundary_splits_sync_and_text);

@@ -9,9 +9,12 @@ Suite *suite_isa(void);
 /* Every row: encode a representative instruction, decode it back. */
 START_TEST(test_encode_decode_every_op) {
     int op = _i;
-    cpu_insn in = {.op = (uint8_t)op, .ra = 3, .rb = 5, .size = (uint8_t)cpu_fmt_size(cpu_isa[op].fmt)};
+    cpu_insn in = {
+        .op = (uint8_t)op, .ra = 3, .rb = 5, .size = (uint8_t)cpu_fmt_size(cpu_isa[op].fmt)};
     int fmt = cpu_isa[op].fmt;
-    in.imm = (fmt == F_RI32 || fmt == F_A32) ? 0x12345678 : (fmt == F_IMM || fmt == F_PIN || fmt == F_POUT) ? 0x80 : -8;
+    in.imm = (fmt == F_RI32 || fmt == F_A32)                   ? 0x12345678
+             : (fmt == F_IMM || fmt == F_PIN || fmt == F_POUT) ? 0x80
+                                                               : -8;
     uint32_t w[2] = {0, 0};
     int n = cpu_encode(&in, w);
     ck_assert_int_eq(n, in.size);
@@ -27,7 +30,8 @@ END_TEST
 
 START_TEST(test_parts_follow_opcode_bit) {
     for (int op = 0; op < OP_COUNT; op++)
-        ck_assert_msg((cpu_isa[op].part == SYSTEM) == (cpu_isa[op].code >= 0x80), "%s", cpu_isa[op].mnem);
+        ck_assert_msg((cpu_isa[op].part == SYSTEM) == (cpu_isa[op].code >= 0x80), "%s",
+                      cpu_isa[op].mnem);
 }
 END_TEST
 
@@ -61,7 +65,8 @@ START_TEST(test_disasm_forms) {
 END_TEST
 
 START_TEST(test_mnemonics_unique_and_found) {
-    for (int op = 0; op < OP_COUNT; op++) ck_assert_int_eq(cpu_op_by_mnem(cpu_isa[op].mnem), op);
+    for (int op = 0; op < OP_COUNT; op++)
+        ck_assert_int_eq(cpu_op_by_mnem(cpu_isa[op].mnem), op);
     ck_assert_int_eq(cpu_op_by_mnem("bogus"), OP_INVALID);
 }
 END_TEST

@@ -41,14 +41,18 @@ static void add_case(const char *path, const char *argline) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", argline);
     size_t vl = 0;
-    for (char *tok = strtok(buf, " \t\r\n"); tok && c->nargs < MAX_ARGS; tok = strtok(NULL, " \t\r\n")) {
+    for (char *tok = strtok(buf, " \t\r\n"); tok && c->nargs < MAX_ARGS;
+         tok = strtok(NULL, " \t\r\n")) {
         snprintf(c->args[c->nargs++], sizeof c->args[0], "%s", tok);
         for (const char *p = tok; *p && vl + 1 < sizeof c->variant; p++)
-            if (*p != '-') c->variant[vl++] = *p;
-            else if (vl && c->variant[vl - 1] != '-') c->variant[vl++] = '-';
+            if (*p != '-')
+                c->variant[vl++] = *p;
+            else if (vl && c->variant[vl - 1] != '-')
+                c->variant[vl++] = '-';
         if (vl + 1 < sizeof c->variant) c->variant[vl++] = '-';
     }
-    while (vl && c->variant[vl - 1] == '-') vl--;
+    while (vl && c->variant[vl - 1] == '-')
+        vl--;
     c->variant[vl] = 0;
 }
 
@@ -110,7 +114,8 @@ static void mkdirs_for(const char *file) {
 static void run_case(const scase *c, const char *extra1, const char *extra2, run_result *r) {
     const char *argv[MAX_ARGS + 5] = {"vlab", c->path};
     int n = 2;
-    for (int i = 0; i < c->nargs; i++) argv[n++] = c->args[i];
+    for (int i = 0; i < c->nargs; i++)
+        argv[n++] = c->args[i];
     if (extra1) argv[n++] = extra1;
     if (extra2) argv[n++] = extra2;
     argv[n] = NULL;
@@ -141,7 +146,8 @@ START_TEST(test_scenario_golden) {
     if (glen != r.out_len || memcmp(golden, r.out, glen) != 0) {
         /* point at the first differing line */
         size_t i = 0, line = 1;
-        while (i < glen && i < r.out_len && golden[i] == r.out[i]) line += golden[i++] == '\n';
+        while (i < glen && i < r.out_len && golden[i] == r.out[i])
+            line += golden[i++] == '\n';
         ck_abort_msg("%s: output differs from %s at line %zu", c->path, gp, line);
     }
     free(golden);

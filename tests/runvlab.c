@@ -44,11 +44,13 @@ int run_vlab(const char *const *argv, const char *stdin_text, run_result *r) {
     posix_spawn_file_actions_addclose(&fa, po[0]);
     posix_spawn_file_actions_addclose(&fa, pe[0]);
     int n = 0;
-    while (argv[n]) n++;
+    while (argv[n])
+        n++;
     char **av = calloc((size_t)n + 1, sizeof *av);
     if (!av) return -1;
     av[0] = (char *)vlab_bin();
-    for (int i = 1; i < n; i++) av[i] = (char *)argv[i];
+    for (int i = 1; i < n; i++)
+        av[i] = (char *)argv[i];
     pid_t pid;
     int rc = posix_spawn(&pid, av[0], &fa, NULL, av, environ);
     posix_spawn_file_actions_destroy(&fa);

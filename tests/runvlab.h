@@ -7,10 +7,10 @@
 #include <stddef.h>
 
 typedef struct run_result {
-    int status;  /* exit status, or 128+signal */
-    char *out;   /* stdout, NUL-terminated */
+    int status; /* exit status, or 128+signal */
+    char *out;  /* stdout, NUL-terminated */
     size_t out_len;
-    char *err;   /* stderr, NUL-terminated */
+    char *err; /* stderr, NUL-terminated */
     size_t err_len;
 } run_result;
 

@@ -22,14 +22,16 @@ void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
     t->rd.blocks = quiet ? READ_SKIP : (show & VIZ_SHOW_INSN) ? READ_INSNS : READ_CLOCK;
 }
 
-void viz_text_free(viz_text *t) { cpu_reader_free(&t->rd); }
+void viz_text_free(viz_text *t) {
+    cpu_reader_free(&t->rd);
+}
 
 int viz_show_parse(const char *list, unsigned *mask, char *bad, size_t badlen) {
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {{"insn", VIZ_SHOW_INSN}, {"traps", VIZ_SHOW_TRAPS}, {"io", VIZ_SHOW_IO},
-                 {"notes", VIZ_SHOW_NOTES}, {"sens", VIZ_SHOW_SENS},  {"all", VIZ_SHOW_ALL}};
+    } names[] = {{"insn", VIZ_SHOW_INSN},   {"traps", VIZ_SHOW_TRAPS}, {"io", VIZ_SHOW_IO},
+                 {"notes", VIZ_SHOW_NOTES}, {"sens", VIZ_SHOW_SENS},   {"all", VIZ_SHOW_ALL}};
     unsigned m = 0;
     const char *p = list;
     while (*p) {
@@ -99,10 +101,13 @@ static void trap_text(const cpu_event *e, char *buf, size_t len, int intercepted
         strcpy(why, ": ");
         pf_text(e->b >> 4, e->y, ring, why + 2, sizeof why - 2);
         break;
-    case CAUSE_BUS: snprintf(why, sizeof why, ": physical address 0x%08x outside memory", e->y); break;
+    case CAUSE_BUS:
+        snprintf(why, sizeof why, ": physical address 0x%08x outside memory", e->y);
+        break;
     case CAUSE_DF: {
         char b2[24];
-        snprintf(why, sizeof why, ": could not deliver %s", viz_vector_name((int)e->y, b2, sizeof b2));
+        snprintf(why, sizeof why, ": could not deliver %s",
+                 viz_vector_name((int)e->y, b2, sizeof b2));
         break;
     }
     case CAUSE_SOFT: snprintf(why, sizeof why, " from ring %d", ring); break;
@@ -113,7 +118,8 @@ static void trap_text(const cpu_event *e, char *buf, size_t len, int intercepted
     char vnum[16];
     snprintf(vnum, sizeof vnum, vec >= 32 ? "0x%x" : "%d", vec);
     if (intercepted)
-        snprintf(buf, len, ">> %s %s (vector %s)%s -> intercepted by the host", what, vname, vnum, why);
+        snprintf(buf, len, ">> %s %s (vector %s)%s -> intercepted by the host", what, vname, vnum,
+                 why);
     else if (e->x == 0)
         snprintf(buf, len, ">> %s %s (vector %s)%s -> no handler: vector table entry %d is 0", what,
                  vname, vnum, why, vec);
@@ -150,9 +156,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
                      "silently dropped",
                      mn, e->mode & EV_MODE_CPL);
         else
-            snprintf(buf, len,
-                     "!! sensitive '%s' ran at ring %d without trapping: it saw the real machine state",
-                     mn, e->mode & EV_MODE_CPL);
+            snprintf(
+                buf, len,
+                "!! sensitive '%s' ran at ring %d without trapping: it saw the real machine state",
+                mn, e->mode & EV_MODE_CPL);
         break;
     case EV_IO: {
         uint32_t v = e->y;
@@ -173,7 +180,8 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
     case EV_HALT: {
         uint64_t idle = e->x | (uint64_t)e->y << 32;
         if (idle)
-            snprintf(buf, len, "   hlt: idle for %llu cycles until the timer", (unsigned long long)idle);
+            snprintf(buf, len, "   hlt: idle for %llu cycles until the timer",
+                     (unsigned long long)idle);
         else
             snprintf(buf, len, "   hlt: halted (nothing can wake the CPU)");
         break;
@@ -241,12 +249,15 @@ static void print_one(void *ud, const cpu_stamped *s) {
     }
     columns(t);
     char ring[8];
-    snprintf(ring, sizeof ring, "%s%d", (e->mode & EV_MODE_NONROOT) ? "g" : "", e->mode & EV_MODE_CPL);
+    snprintf(ring, sizeof ring, "%s%d", (e->mode & EV_MODE_NONROOT) ? "g" : "",
+             e->mode & EV_MODE_CPL);
     fprintf(t->out, "%7llu %9llu %4s %08x  %s\n", (unsigned long long)s->step,
             (unsigned long long)s->cycle, ring, e->pc, text);
 }
 
-static void print_cb(void *ud, const cpu_stamped *s) { print_one(ud, s); }
+static void print_cb(void *ud, const cpu_stamped *s) {
+    print_one(ud, s);
+}
 
 void viz_text_sink(void *ud, const cpu_event *ev, size_t n) {
     viz_text *t = ud;

@@ -13,11 +13,11 @@
 
 /* Event classes a reader can choose (--show). */
 enum {
-    VIZ_SHOW_INSN = 1u << 0,   /* every instruction */
-    VIZ_SHOW_TRAPS = 1u << 1,  /* traps, interrupts, returns, interceptions, halts */
-    VIZ_SHOW_IO = 1u << 2,     /* port I/O */
-    VIZ_SHOW_NOTES = 1u << 3,  /* scenario notes, machine creation, policy changes */
-    VIZ_SHOW_SENS = 1u << 4,   /* sensitive instructions that did not trap */
+    VIZ_SHOW_INSN = 1u << 0,  /* every instruction */
+    VIZ_SHOW_TRAPS = 1u << 1, /* traps, interrupts, returns, interceptions, halts */
+    VIZ_SHOW_IO = 1u << 2,    /* port I/O */
+    VIZ_SHOW_NOTES = 1u << 3, /* scenario notes, machine creation, policy changes */
+    VIZ_SHOW_SENS = 1u << 4,  /* sensitive instructions that did not trap */
     VIZ_SHOW_ALL = 0x1f
 };
 
