@@ -499,7 +499,13 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
-int sim_run_scenario(const sim_options *opt) {
+int sim_run_scenario(const sim_options *opt_in, sim_history **history_out) {
+    sim_options o = *opt_in;
+    const sim_options *opt = &o;
+    if (history_out) {
+        o.keep_history = 1;
+        *history_out = NULL;
+    }
     sim_session *s = malloc(sizeof *s);
     host h = {0};
     if (!s) return SIM_EXIT_FAIL;
@@ -576,6 +582,10 @@ int sim_run_scenario(const sim_options *opt) {
     }
     lua_close(L);
     cpu_trace_flush(&s->trace);
+    if (history_out) {
+        s->keep_history_after_close = 1;
+        *history_out = s->history;
+    }
     if (sim_session_close(s, 1) < 0 && rc == SIM_EXIT_OK) rc = SIM_EXIT_FAIL;
     free(h.scenario_dir);
     free(h.guest_dir);

@@ -7,8 +7,10 @@
 
 #include "sim/session.h"
 
-/* Run opt->scenario; returns a SIM_EXIT_* code. */
-int sim_run_scenario(const sim_options *opt);
+/* Run opt->scenario; returns a SIM_EXIT_* code.  With history_out, the run
+ * keeps its history (sim/history.h) and hands it over (free it with
+ * sim_history_free and free). */
+int sim_run_scenario(const sim_options *opt, sim_history **history_out);
 
 /* For the binding files. */
 sim_session *sim_lua_session(lua_State *L);

@@ -27,6 +27,14 @@ static sim_machine *checkm(lua_State *L, int i) {
     return b->m;
 }
 
+/* A method that changes the machine: the run's history must snapshot it
+ * before it runs again (sim/history.h). */
+static sim_machine *checkm_w(lua_State *L, int i) {
+    sim_machine *m = checkm(L, i);
+    m->host_dirty = 1;
+    return m;
+}
+
 /* ---- names ------------------------------------------------------------------------------- */
 
 static int reg_index(const char *name) {
@@ -221,7 +229,7 @@ static int load_text(lua_State *L, sim_machine *m, const char *src, size_t len, 
 
 /* m:load(source [, {entry=true, org=0}]) -> symbols */
 static int m_load(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     size_t len;
     const char *src = luaL_checklstring(L, 2, &len);
     lua_Debug ar;
@@ -234,7 +242,7 @@ static int m_load(lua_State *L) {
 
 /* m:load_file(path [, opts]) -> symbols */
 static int m_load_file(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     const char *path = luaL_checkstring(L, 2);
     size_t len;
     char err[PATH_MAX + 128];
@@ -418,6 +426,12 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
         uint64_t slice = max - done;
         if (slice > left_global) slice = left_global;
         if (slice > SLICE) slice = SLICE;
+        if (s->history) {
+            if (slice > s->history->every) slice = s->history->every;
+            if (sim_history_checkpoint(s->history, m->id, c, m->host_dirty))
+                return luaL_error(L, "out of memory keeping the run's history");
+            m->host_dirty = 0;
+        }
         uint64_t before = c->steps;
         int rc = cpu_run(c, slice);
         uint64_t ran = c->steps - before;
@@ -429,6 +443,7 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
         }
         if (rc == CPU_EXIT_TRAP) {
             int act = call_handler(L, ud, NULL, c->exit.vector, c);
+            m->host_dirty = 1; /* the host decided what happened next */
             sim_switch_to(s, m);
             if (act < 0 || act == ACT_DELIVER) {
                 cpu_deliver(c, c->exit.vector, c->exit.cause, c->exit.err, c->exit.addr);
@@ -455,6 +470,7 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
         }
         if (rc == CPU_EXIT_VMX) {
             int act = call_handler(L, ud, "vmx", -1, c);
+            m->host_dirty = 1;
             sim_switch_to(s, m);
             if (act < 0) { /* no VMM: VMfailInvalid (CF=1), as with no current VMCS */
                 cpu_set_flags(c, (cpu_get_flags(c) & CPU_FL_IF) | CPU_FL_CF); /* others cleared */
@@ -594,7 +610,7 @@ static int m_index(lua_State *L) {
 }
 
 static int m_newindex(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     const char *k = luaL_checkstring(L, 2);
     cpu_t *c = m->cpu;
     int r = reg_index(k);
@@ -650,7 +666,7 @@ static int m_read8(lua_State *L) {
 }
 
 static int m_write32(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     uint32_t a = check_addr(L, m, 2), v = (uint32_t)luaL_checkinteger(L, 3);
     int rc = cpu_virt_write(m->cpu, a, &v, 4);
     if (rc) return mem_result(L, rc, a);
@@ -659,7 +675,7 @@ static int m_write32(lua_State *L) {
 }
 
 static int m_write8(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     uint32_t a = check_addr(L, m, 2);
     uint8_t v = (uint8_t)luaL_checkinteger(L, 3);
     int rc = cpu_virt_write(m->cpu, a, &v, 1);
@@ -674,6 +690,7 @@ static int m_phys32(lua_State *L) {
     uint32_t a = (uint32_t)luaL_checkinteger(L, 2), v = 0;
     if (!lua_isnoneornil(L, 3)) {
         v = (uint32_t)luaL_checkinteger(L, 3);
+        m->host_dirty = 1;
         if (cpu_phys_write(m->cpu, a, &v, 4)) return mem_result(L, -1, a);
         return 0;
     }
@@ -709,6 +726,7 @@ static int m_cr(lua_State *L) {
             L, 2,
             lua_pushfstring(L, "unknown control register '%s' (status vbr faddr ptbr ksp)", n));
     if (!lua_isnoneornil(L, 3)) {
+        m->host_dirty = 1;
         cpu_set_cr(m->cpu, i, (uint32_t)luaL_checkinteger(L, 3));
         return 0;
     }
@@ -727,6 +745,7 @@ static int m_policy(lua_State *L) {
     const char *a = luaL_checkstring(L, 2);
     if (lua_isnoneornil(L, 3)) {
         if (cpu_policy_preset(m->cpu, a) == 0) {
+            m->host_dirty = 1;
             sim_session *s = sim_lua_session(L);
             char note[64];
             int n = snprintf(note, sizeof note, "policy of machine %d is now %s", m->id, a);
@@ -751,6 +770,7 @@ static int m_policy(lua_State *L) {
         return luaL_argerror(L, 3,
                              lua_pushfstring(L, "unknown behaviour '%s' (trap, silent, leak)", bn));
     sim_switch_to(sim_lua_session(L), m);
+    m->host_dirty = 1;
     cpu_set_behaviour(m->cpu, op, b);
     return 0;
 }
@@ -771,6 +791,7 @@ static int m_cost(lua_State *L) {
         lua_Integer v = luaL_checkinteger(L, 3);
         luaL_argcheck(L, v >= 0 && v <= 100000000, 3, "cycles must be 0..1e8");
         sim_switch_to(sim_lua_session(L), m);
+        m->host_dirty = 1;
         if (op >= 0)
             cpu_set_cost(m->cpu, op, (uint32_t)v); /* the trace learns it: EV_COST */
         else
@@ -790,7 +811,7 @@ static int m_console(lua_State *L) {
 }
 
 static int m_irq(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     lua_Integer line = luaL_checkinteger(L, 2);
     luaL_argcheck(L, line >= 0 && line < 32, 2, "IRQ line must be 0..31");
     cpu_raise_irq(m->cpu, (int)line);
@@ -856,7 +877,7 @@ static int m_note(lua_State *L) {
 }
 
 static int m_reset(lua_State *L) {
-    sim_machine *m = checkm(L, 1);
+    sim_machine *m = checkm_w(L, 1);
     cpu_reset(m->cpu);
     return 0;
 }

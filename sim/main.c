@@ -322,7 +322,7 @@ static int cmd_run(int argc, char **argv) {
     }
     char *g = guest_dir();
     o.guest_dir = g;
-    int rc = sim_run_scenario(&o);
+    int rc = sim_run_scenario(&o, NULL);
     free(g);
     return rc;
 }

@@ -48,6 +48,13 @@ int sim_session_init(sim_session *s, const sim_options *o) {
     sim_summary_init(&s->summary);
     cpu_trace_add_sink(&s->trace, viz_text_sink, &s->text);
     cpu_trace_add_sink(&s->trace, sim_summary_sink, &s->summary);
+    if (o->keep_history) {
+        s->history = malloc(sizeof *s->history);
+        if (!s->history) return -1;
+        sim_history_init(s->history);
+        s->trace.insns = 1; /* every instruction is kept */
+        cpu_trace_add_sink(&s->trace, sim_history_sink, s->history);
+    }
     if (o->trace_file) {
         char err[256];
         s->tf = sim_tracefile_create(o->trace_file, err, sizeof err);
@@ -80,6 +87,11 @@ int sim_session_close(sim_session *s, int keep) {
     viz_text_free(&s->text);
     sim_summary_free(&s->summary);
     cpu_trace_free(&s->trace);
+    if (s->history && !s->keep_history_after_close) {
+        sim_history_free(s->history);
+        free(s->history);
+        s->history = NULL;
+    }
     return rc;
 }
 
@@ -124,6 +136,8 @@ sim_machine *sim_machine_new(sim_session *s, uint32_t mem_bytes, const char *pol
     m->lua_ref = -2; /* LUA_NOREF */
     snprintf(m->name, sizeof m->name, "%s", name && *name ? name : "machine");
     m->cpu->trace = &s->trace;
+    m->host_dirty = 1;
+    if (s->history) sim_history_machine_add(s->history, m->id, m->name, m->cpu->mem_size);
     sim_switch_to(s, m);
     char desc[160];
     int len = snprintf(desc, sizeof desc, "machine %d '%s': %u KiB of memory, policy %s", m->id,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "cpu/cpu.h"
+#include "sim/history.h"
 #include "sim/summary.h"
 #include "sim/tracefile.h"
 #include "viz/text.h"
@@ -41,6 +42,7 @@ typedef struct sim_options {
     const char *guest_dir;  /* the project's guest library (readable by scenarios) */
     char **args;            /* words after "--": vlab.args */
     int nargs;
+    int keep_history;       /* keep every event and snapshots (TUI, export) */
 } sim_options;
 
 void sim_options_default(sim_options *o);
@@ -52,6 +54,7 @@ typedef struct sim_machine {
     struct asm_image *images; /* loaded images (for symbols and source lines) */
     int nimages;
     int lua_ref; /* registry reference of the Lua handler table, or LUA_NOREF */
+    int host_dirty;  /* the host changed the machine since the last history checkpoint */
 } sim_machine;
 
 typedef struct sim_session {
@@ -60,6 +63,8 @@ typedef struct sim_session {
     viz_text text;
     sim_tracefile *tf;
     sim_summary summary;
+    sim_history *history; /* when opt.keep_history */
+    int keep_history_after_close; /* the caller takes s->history over (TUI, export) */
     sim_machine **machines;
     int nmachines;
     int current; /* machine whose events are being recorded (EV_CONTEXT) */
