@@ -44,6 +44,12 @@ static const char USAGE[] =
     "  --quiet          print only the scenario's own output: no trace, no summary\n"
     "  --show LIST      event classes to print, comma-separated: insn, traps, io,\n"
     "                   sens, notes, or all (default all)\n"
+    "  --color WHEN     colour the trace: auto (on a terminal, unless NO_COLOR is\n"
+    "                   set), always, never (default auto)\n"
+    "  --quiz           print the run as questions: every trap, interrupt, return\n"
+    "                   and sensitive instruction that did not trap, with its\n"
+    "                   outcome hidden\n"
+    "  --answers        the same questions, each followed by its answer\n"
     "  --trace FILE     also write every event to FILE (read it with vlab replay)\n"
     "  --out DIR        folder where the scenario may write files (vlab.write_file)\n"
     "  --unsafe         no sandbox: the full Lua library and any file\n"
@@ -277,6 +283,16 @@ static int cmd_run(int argc, char **argv) {
             o.policy = v;
         } else if (strcmp(a, "--quiet") == 0) {
             o.quiet = 1;
+        } else if (strcmp(a, "--quiz") == 0) {
+            if (!o.quiz) o.quiz = VIZ_QUIZ_ASK;
+        } else if (strcmp(a, "--answers") == 0) {
+            o.quiz = VIZ_QUIZ_ANSWER;
+        } else if (strcmp(a, "--color") == 0) {
+            NEEDS_VALUE;
+            if (strcmp(v, "auto") == 0) o.color = -1;
+            else if (strcmp(v, "always") == 0) o.color = 1;
+            else if (strcmp(v, "never") == 0) o.color = 0;
+            else return usage_error("--color expects auto, always or never, got '%s'", v);
         } else if (strcmp(a, "--show") == 0) {
             NEEDS_VALUE;
             char bad[32];

@@ -19,6 +19,7 @@ void sim_options_default(sim_options *o) {
     o->time_limit = 60.0;
     o->lua_budget = 2000000000ull;
     o->mem_limit = (size_t)1 << 30;
+    o->color = -1;
 }
 
 double sim_now(void) {
@@ -43,8 +44,11 @@ int sim_session_init(sim_session *s, const sim_options *o) {
     s->start_time = sim_now();
     cpu_trace_init(&s->trace, 1 << 14);
     /* per-instruction records only when somebody reads them */
-    s->trace.insns = (!o->quiet && (o->show & VIZ_SHOW_INSN)) || o->trace_file;
+    s->trace.insns = (!o->quiet && ((o->show & VIZ_SHOW_INSN) || o->quiz)) || o->trace_file;
     viz_text_init(&s->text, stdout, o->show, o->quiet);
+    s->text.quiz = o->quiz;
+    s->text.color = o->color < 0 ? viz_text_want_color(stdout) : o->color;
+    if (o->quiz) s->text.rd.blocks = READ_INSNS; /* questions show their instruction */
     sim_summary_init(&s->summary);
     cpu_trace_add_sink(&s->trace, viz_text_sink, &s->text);
     cpu_trace_add_sink(&s->trace, sim_summary_sink, &s->summary);

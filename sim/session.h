@@ -43,6 +43,8 @@ typedef struct sim_options {
     char **args;            /* words after "--": vlab.args */
     int nargs;
     int keep_history;       /* keep every event and snapshots (TUI, export) */
+    int quiz;               /* --quiz / --answers: VIZ_QUIZ_* */
+    int color;              /* -1 auto (a terminal), 0 never, 1 always */
 } sim_options;
 
 void sim_options_default(sim_options *o);

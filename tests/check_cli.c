@@ -173,12 +173,35 @@ static const cli_case cases[] = {
      1,
      NULL,
      "is not a vlab trace file"},
+    {"quiz asks", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--quiz", NULL}, 0,
+     "syscall\n                               ?? Q2: what happens next: a trap? which vector and handler, and which ring?\n", NULL},
+    {"quiz hides the answers", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--quiz", NULL}, 0,
+     "run again with --answers", NULL},
+    {"answers", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--answers", NULL}, 0,
+     "A2: >> trap syscall (vector 0x80) from ring 3 -> handler 0x00001088, ring 0\n", NULL},
+    {"color always", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--color", "always", "--show", "traps", NULL}, 0,
+     "\033[1;33m>> trap syscall", NULL},
+    {"color bad", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--color", "sometimes", NULL}, 2, NULL,
+     "--color expects auto, always or never"},
     {"args after --",
      {"vlab", "tests/cli/args.lua", "--quiet", "--", "10", "--flat", NULL},
      0,
      "2\t10|--flat\n",
      NULL},
 };
+
+/* --quiz never shows an answer line */
+START_TEST(test_quiz_has_no_answers) {
+    const char *argv[] = {"vlab", "slides-examples/02-sensitive-instructions.lua", "--quiz", NULL};
+    run_result r;
+    ck_assert(run_vlab(argv, NULL, &r) == 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(strstr(r.out, "?? Q1:"));
+    ck_assert(!strstr(r.out, "A1:"));
+    ck_assert(!strstr(r.out, ">> trap")); /* outcomes are hidden */
+    run_result_free(&r);
+}
+END_TEST
 
 START_TEST(test_cli_case) {
     const cli_case *k = &cases[_i];
@@ -274,6 +297,7 @@ Suite *suite_cli(void) {
     tcase_set_timeout(t, 120);
     tcase_add_loop_test(t, test_cli_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(t, test_write_file_into_out_dir);
+    tcase_add_test(t, test_quiz_has_no_answers);
     tcase_add_test(t, test_same_seed_same_output);
     tcase_add_test(t, test_trace_file_whole);
     suite_add_tcase(s, t);

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cpu/cpu.h"
 #include "cpu/isa.h"
@@ -24,6 +25,11 @@ void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
 
 void viz_text_free(viz_text *t) {
     cpu_reader_free(&t->rd);
+}
+
+int viz_text_want_color(FILE *out) {
+    const char *term = getenv("TERM");
+    return isatty(fileno(out)) && !getenv("NO_COLOR") && term && strcmp(term, "dumb") != 0;
 }
 
 int viz_show_parse(const char *list, unsigned *mask, char *bad, size_t badlen) {
@@ -219,6 +225,93 @@ static void columns(viz_text *t) {
     fprintf(t->out, "%7s %9s %4s %-8s  %s\n", "step", "cycle", "ring", "pc", "what");
 }
 
+/* ANSI colours, only when t->color */
+#define C_RESET "\033[0m"
+static const char *color_of(const cpu_event *e) {
+    switch (e->kind) {
+    case EV_TRAP: return (e->b & 0xf) == CAUSE_IRQ ? "\033[1;35m" : "\033[1;33m";
+    case EV_INTERCEPT:
+    case EV_EMULATE: return "\033[1;36m";
+    case EV_IRET: return "\033[36m";
+    case EV_SENSITIVE:
+    case EV_SHUTDOWN: return "\033[1;31m";
+    case EV_IO: return "\033[32m";
+    case EV_TEXT:
+    case EV_POLICY:
+    case EV_HALT:
+    case EV_BREAK: return "\033[2m";
+    default: return NULL;
+    }
+}
+
+static void line(viz_text *t, const cpu_stamped *s, const char *text) {
+    const cpu_event *e = &s->ev;
+    columns(t);
+    int cpl = e->mode & EV_MODE_CPL;
+    const char *g = (e->mode & EV_MODE_NONROOT) ? "g" : "";
+    const char *col = t->color ? color_of(e) : NULL;
+    if (t->color)
+        fprintf(t->out, "%7llu %9llu %3s%s%d" C_RESET " %08x  %s%s%s\n", (unsigned long long)s->step,
+                (unsigned long long)s->cycle, g, cpl == 0 ? "\033[31m" : cpl == 3 ? "\033[32m" : "", cpl,
+                e->pc, col ? col : "", text, col ? C_RESET : "");
+    else
+        fprintf(t->out, "%7llu %9llu %3s%d %08x  %s\n", (unsigned long long)s->step,
+                (unsigned long long)s->cycle, g, cpl, e->pc, text);
+}
+
+static int is_question(const cpu_event *e) {
+    return e->kind == EV_TRAP || e->kind == EV_INTERCEPT || e->kind == EV_IRET ||
+           e->kind == EV_SENSITIVE;
+}
+
+static const char *question_of(const cpu_event *e) {
+    switch (e->kind) {
+    case EV_IRET: return "where does iret return, and in which ring does the program go on?";
+    case EV_SENSITIVE: return "what happens when this runs here: a trap, or not? what does it do?";
+    default:
+        if ((e->b & 0xf) == CAUSE_IRQ)
+            return "an interrupt is pending here: what happens? (vector, handler, ring)";
+        return "what happens next: a trap? which vector and handler, and which ring?";
+    }
+}
+
+/* --quiz: only questions, each under the instruction it is about */
+static void quiz_one(viz_text *t, const cpu_stamped *s) {
+    const cpu_event *e = &s->ev;
+    if (e->kind == EV_INSN) {
+        t->last_insn = *s;
+        t->have_last = 1;
+        return;
+    }
+    if (e->kind == EV_TEXT && e->a == TEXT_HEADER) {
+        fprintf(t->out, "# %.*s\n# quiz: %s\n", (int)s->text_len, s->text,
+                t->quiz == VIZ_QUIZ_ANSWER ? "questions and answers"
+                                           : "questions only; run again with --answers to check yours");
+        return;
+    }
+    if (e->kind == EV_TEXT && (e->a == TEXT_NOTE || e->a == TEXT_MACHINE)) {
+        fprintf(t->out, "-- %.*s\n", (int)s->text_len, s->text);
+        return;
+    }
+    if (e->kind == EV_TEXT && e->a == TEXT_SUMMARY && t->quiz == VIZ_QUIZ_ANSWER) {
+        fwrite(s->text, 1, s->text_len, t->out);
+        return;
+    }
+    if (!is_question(e)) return;
+    char text[256];
+    if (t->have_last && t->last_insn.step == s->step) { /* the instruction the question is about */
+        viz_event_text(&t->last_insn, text, sizeof text);
+        line(t, &t->last_insn, text);
+    }
+    t->have_last = 0;
+    t->questions++;
+    fprintf(t->out, "%31s?? Q%d: %s\n", "", t->questions, question_of(e));
+    if (t->quiz == VIZ_QUIZ_ANSWER) {
+        viz_event_text(s, text, sizeof text);
+        fprintf(t->out, "%31sA%d: %s\n", "", t->questions, text);
+    }
+}
+
 static void print_one(void *ud, const cpu_stamped *s) {
     viz_text *t = ud;
     const cpu_event *e = &s->ev;
@@ -227,6 +320,10 @@ static void print_one(void *ud, const cpu_stamped *s) {
         return;
     }
     if (t->quiet) return;
+    if (t->quiz) {
+        quiz_one(t, s);
+        return;
+    }
     if (e->kind == EV_TEXT && e->a == TEXT_SUMMARY) {
         fwrite(s->text, 1, s->text_len, t->out);
         return;
@@ -244,15 +341,13 @@ static void print_one(void *ud, const cpu_stamped *s) {
     char text[256];
     viz_event_text(s, text, sizeof text);
     if (e->kind == EV_TEXT) {
-        fprintf(t->out, "-- %s\n", text);
+        if (t->color)
+            fprintf(t->out, "\033[2m-- %s" C_RESET "\n", text);
+        else
+            fprintf(t->out, "-- %s\n", text);
         return;
     }
-    columns(t);
-    char ring[8];
-    snprintf(ring, sizeof ring, "%s%d", (e->mode & EV_MODE_NONROOT) ? "g" : "",
-             e->mode & EV_MODE_CPL);
-    fprintf(t->out, "%7llu %9llu %4s %08x  %s\n", (unsigned long long)s->step,
-            (unsigned long long)s->cycle, ring, e->pc, text);
+    line(t, s, text);
 }
 
 static void print_cb(void *ud, const cpu_stamped *s) {

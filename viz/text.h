@@ -21,16 +21,30 @@ enum {
     VIZ_SHOW_ALL = 0x1f
 };
 
+/* Quiz mode (--quiz): the trace becomes questions.  Every trap, interrupt,
+ * return and sensitive instruction that ran without trapping is printed as a
+ * numbered question under the instruction that led to it, with its outcome
+ * hidden; with --answers the outcome follows each question.  The same run
+ * and seed give the same questions (OSTEP's homework convention). */
+enum { VIZ_QUIZ_OFF = 0, VIZ_QUIZ_ASK = 1, VIZ_QUIZ_ANSWER = 2 };
+
 typedef struct viz_text {
     FILE *out;
     cpu_trace_reader rd;
     unsigned show;
     int quiet;        /* print only the scenario's own print() output */
+    int color;        /* ANSI colours (a terminal, no NO_COLOR) */
+    int quiz;         /* VIZ_QUIZ_* */
+    int questions;    /* asked so far */
     int columns_done; /* the column header has been printed */
     int machine;      /* current EV_CONTEXT */
+    cpu_stamped last_insn; /* quiz: the instruction a question is about */
+    int have_last;
 } viz_text;
 
 void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet);
+/* Colour when out is a terminal and NO_COLOR is unset and TERM is not "dumb". */
+int viz_text_want_color(FILE *out);
 void viz_text_free(viz_text *t);
 void viz_text_sink(void *ud, const cpu_event *ev, size_t n); /* a cpu_trace_sink */
 
