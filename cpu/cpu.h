@@ -194,6 +194,7 @@ int cpu_translate(cpu_t *c, uint32_t va, int access, uint32_t *pa);
 int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n);
 int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n);
 void cpu_tlb_flush(cpu_t *c);
+void cpu_invlpg(cpu_t *c, uint32_t va); /* drop one TLB entry, as the instruction does */
 
 /* Registers seen by software */
 uint32_t cpu_get_flags(const cpu_t *c);   /* with the CPL copy in bits 12-13 */

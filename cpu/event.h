@@ -69,7 +69,18 @@ enum cpu_event_kind {
     EV_COST,
     EV_REPEAT,
     EV_CPU_LAST,
-    /* 32-63: hypervisor, 64-95: devices and memory, 96-127: sim (reserved) */
+    /* 32-63: the hypervisor (hypervisor/hv.h).  The ring column of these is
+     * the hypervisor's own; pc is where the guest was. */
+    EV_HV_EMULATE = 32, /* a = op, pc, x = word 0, y = the result it gave the guest */
+    EV_HV_REFLECT,      /* a = vector, b = cause|pf<<4, pc, x = guest handler, y = aux */
+    EV_HV_INJECT,       /* a = vector, pc, x = guest handler: a virtual interrupt */
+    EV_HV_SHADOW,       /* pc, x = guest-virtual page, y = host PTE installed */
+    EV_HV_PTWRITE,      /* pc, x = guest-virtual address of a guest page-table write */
+    EV_HV_VMRUN,        /* a = VM id: this VM is on the physical CPU now */
+    EV_HV_IO,           /* a = 1 out / 0 in, pc, x = port, y = value: a virtual device */
+    EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt */
+    EV_HV_LAST,
+    /* 64-95: devices and memory, 96-127: sim (reserved) */
     EV_KIND_COUNT = 128
 };
 

@@ -26,6 +26,8 @@ void cpu_tlb_flush(cpu_t *c) {
     c->tlb_gen++;
 }
 
+void cpu_invlpg(cpu_t *c, uint32_t va) { mmu_invlpg(c, va); }
+
 void mmu_invlpg(cpu_t *c, uint32_t va) {
     cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
     if (e->vpn == (va >> 12) + 1) memset(e, 0, sizeof *e);

@@ -480,6 +480,7 @@ static void open_vlab(lua_State *L, const sim_options *o) {
     lua_setfield(L, -2, "args");
     lua_setglobal(L, "vlab");
     sim_lua_open_machine(L); /* adds vlab.machine */
+    sim_lua_open_hv(L);      /* adds vlab.hypervisor */
     lua_pushcfunction(L, l_expect);
     lua_setglobal(L, "expect");
     lua_pushcfunction(L, l_expect_eq);

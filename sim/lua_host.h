@@ -25,5 +25,6 @@ char *sim_lua_read_file(lua_State *L, const char *path, size_t *len, char *resol
                         char *err, size_t errlen);
 
 void sim_lua_open_machine(lua_State *L); /* sim/lua_machine.c: vlab.machine and its methods */
+void sim_lua_open_hv(lua_State *L);      /* sim/lua_hv.c: vlab.hypervisor and its VMs */
 
 #endif

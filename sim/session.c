@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cpu/asm.h"
+#include "hypervisor/hv.h"
 
 #define MAX_MACHINE_BYTES (256u << 20)
 
@@ -224,6 +225,43 @@ static void sb_quoted(strbuf *b, const char *s, size_t n, size_t max) {
     sb_printf(b, n > max ? "\"..." : "\"");
 }
 
+void sim_register_hv(sim_session *s, struct hv *h, sim_machine *host) {
+    (void)host;
+    if (s->nhvs < (int)(sizeof s->hvs / sizeof s->hvs[0])) s->hvs[s->nhvs++] = h;
+}
+
+void sim_unregister_hv(sim_session *s, struct hv *h) {
+    for (int i = 0; i < s->nhvs; i++)
+        if (s->hvs[i] == h) s->hvs[i] = s->hvs[--s->nhvs];
+}
+
+static void summary_vms(strbuf *b, const hv *h) {
+    for (int i = 0; i < h->nvms; i++) {
+        const hv_vm *vm = h->vms[i];
+        const hv_vcpu *v = &vm->vcpu;
+        sb_printf(b, "  vm %d '%s' (%s, guest kernel in ring %d): %s\n", vm->id, vm->name,
+                  hv_technique_name(vm->technique), vm->kernel_ring, vm->done ? "finished" : "runnable");
+        sb_printf(b, "    exits %llu, emulated %llu, reflected %llu, injected %llu, shadow fills %llu, "
+                     "page-table writes %llu\n",
+                  (unsigned long long)v->exits, (unsigned long long)v->emulations,
+                  (unsigned long long)v->reflections, (unsigned long long)v->injections,
+                  (unsigned long long)v->shadow_fills, (unsigned long long)v->pt_writes);
+        int any = 0;
+        for (int op = 0; op < OP_COUNT; op++)
+            if (v->emulated_by_op[op]) {
+                sb_printf(b, "%s%s x%llu", any ? ", " : "    emulated: ", cpu_isa[op].mnem,
+                          (unsigned long long)v->emulated_by_op[op]);
+                any = 1;
+            }
+        if (any) sb_printf(b, "\n");
+        if (vm->console_len) {
+            sb_printf(b, "    console: ");
+            sb_quoted(b, vm->console, vm->console_len, 400);
+            sb_printf(b, "\n");
+        }
+    }
+}
+
 void sim_print_summary(sim_session *s) {
     cpu_trace_flush(&s->trace);
     strbuf b = {0};
@@ -263,6 +301,8 @@ void sim_print_summary(sim_session *s) {
                 sb_printf(&b, "  instructions emulated by the host: %llu\n",
                           (unsigned long long)k->emulated);
         }
+        for (int hi = 0; hi < s->nhvs; hi++)
+            if (s->hvs[hi]->host == c) summary_vms(&b, s->hvs[hi]);
         size_t clen;
         const char *con = cpu_console(c, &clen);
         if (clen) {

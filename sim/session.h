@@ -66,6 +66,8 @@ typedef struct sim_session {
     sim_tracefile *tf;
     sim_summary summary;
     sim_history *history; /* when opt.keep_history */
+    struct hv *hvs[8];    /* hypervisors of the run, for the summary */
+    int nhvs;
     int keep_history_after_close; /* the caller takes s->history over (TUI, export) */
     sim_machine **machines;
     int nmachines;
@@ -95,6 +97,10 @@ void sim_switch_to(sim_session *s, sim_machine *m);
 double sim_now(void);
 /* 0, or SIM_EXIT_LIMIT with s->limit_msg set if host time ran out. */
 int sim_check_time(sim_session *s);
+
+/* Hypervisors report their VMs in the summary. */
+void sim_register_hv(sim_session *s, struct hv *h, sim_machine *host);
+void sim_unregister_hv(sim_session *s, struct hv *h);
 
 /* Record the end-of-run summary (machines, traps, console) into the trace. */
 void sim_print_summary(sim_session *s);

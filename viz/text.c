@@ -203,6 +203,45 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, "   emulated by the host: '%s' skipped", mn);
         break;
     case EV_TEXT: snprintf(buf, len, "%.*s", (int)s->text_len, s->text ? s->text : ""); break;
+    case EV_HV_EMULATE:
+        mnem_of_word(e->x, mn, sizeof mn);
+        snprintf(buf, len, "   hv: emulated '%s' on the virtual CPU (result 0x%x)", mn, e->y);
+        break;
+    case EV_HV_REFLECT: {
+        char vb[24];
+        const char *vn = viz_vector_name(e->a, vb, sizeof vb);
+        if (e->x)
+            snprintf(buf, len, "   hv: reflected %s into the guest kernel -> guest handler 0x%08x", vn, e->x);
+        else
+            snprintf(buf, len, "   hv: the guest has no handler for %s", vn);
+        break;
+    }
+    case EV_HV_INJECT: {
+        char vb[24];
+        snprintf(buf, len, "   hv: injected virtual interrupt %s", viz_vector_name(e->a, vb, sizeof vb));
+        break;
+    }
+    case EV_HV_SHADOW:
+        snprintf(buf, len, "   hv: shadow page table: guest page 0x%08x -> host frame 0x%08x", e->x,
+                 e->y & PTE_FRAME);
+        break;
+    case EV_HV_PTWRITE:
+        snprintf(buf, len, "   hv: the guest wrote its page table at 0x%08x: shadow dropped", e->x);
+        break;
+    case EV_HV_VMRUN: snprintf(buf, len, "   hv: vm %d runs on the CPU", e->a); break;
+    case EV_HV_IO: {
+        char ch[8] = "";
+        unsigned cv = e->y & 0xff;
+        if (e->x == PORT_CONSOLE && e->a && cv >= 32 && cv < 127) snprintf(ch, sizeof ch, " '%c'", (char)cv);
+        else if (e->x == PORT_CONSOLE && e->a && cv == '\n') snprintf(ch, sizeof ch, " '\\n'");
+        snprintf(buf, len, "   hv: virtual %s port 0x%x%s %s 0x%x%s", e->a ? "out" : "in", e->x,
+                 port_name(e->x), e->a ? "<-" : "->", e->y, ch);
+        break;
+    }
+    case EV_HV_HALT:
+        snprintf(buf, len, e->x ? "   hv: vm %d is finished" : "   hv: vm %d idles until its next tick",
+                 e->a);
+        break;
     default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
     }
 }
@@ -247,6 +286,12 @@ static const char *color_of(const cpu_event *e) {
 static void line(viz_text *t, const cpu_stamped *s, const char *text) {
     const cpu_event *e = &s->ev;
     columns(t);
+    if (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) { /* the hypervisor acted */
+        const char *col = t->color ? "\033[1;36m" : "";
+        fprintf(t->out, "%7llu %9llu %4s %08x  %s%s%s\n", (unsigned long long)s->step,
+                (unsigned long long)s->cycle, "hv", e->pc, col, text, t->color ? C_RESET : "");
+        return;
+    }
     int cpl = e->mode & EV_MODE_CPL;
     const char *g = (e->mode & EV_MODE_NONROOT) ? "g" : "";
     const char *col = t->color ? color_of(e) : NULL;

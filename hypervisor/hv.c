@@ -1,0 +1,122 @@
+/* hypervisor/hv.c -- the hypervisor's run loop: put a VM's vCPU on the
+ * physical CPU, run until something traps, handle the exit (trap.c), and
+ * share the CPU between VMs round-robin with the hypervisor's own timer. */
+#include "hypervisor/hv_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HV_FIRST_FRAME 16 /* host pages below this are the hypervisor's own */
+
+void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y) {
+    cpu_emit(h->host, kind, a, b, pc, x, y);
+}
+
+hv *hv_new(cpu_t *host, char *err, size_t errlen) {
+    if (host->npages <= HV_FIRST_FRAME + 2) {
+        snprintf(err, errlen, "the host needs more than %u KiB of memory", (HV_FIRST_FRAME + 2) * 4);
+        return NULL;
+    }
+    hv *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->host = host;
+    h->next_frame = HV_FIRST_FRAME;
+    h->free_frames = host->npages - HV_FIRST_FRAME;
+    h->current = -1;
+    /* costs of the software VMM, in the range of Adams & Agesen (2006):
+     * a trap into the VMM and back is about as dear as a native fault */
+    h->cost_exit = 500;
+    h->cost_emulate = 200;
+    h->cost_reflect = 400;
+    h->quantum = 100000;
+    for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
+    return h;
+}
+
+void hv_free(hv *h) {
+    if (!h) return;
+    for (int i = 0; i < h->nvms; i++) hv_vm_free(h->vms[i]);
+    free(h->vms);
+    free(h);
+}
+
+static void save(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    memcpy(v->r, c->r, sizeof v->r);
+    v->pc = c->pc;
+    v->flags = cpu_get_flags(c) & CPU_FL_ARITH;
+}
+
+static void load(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    memcpy(c->r, v->r, sizeof c->r);
+    c->pc = v->pc;
+    cpu_set_flags(c, v->flags | CPU_FL_IF); /* the real IF is on: the hypervisor's timer must get through */
+    cpu_set_cpl(c, v->vcpl == 3 ? 3 : vm->kernel_ring);
+    cpu_set_cr(c, CR_PTBR, vm->shadow_pd);
+    cpu_set_cr(c, CR_STATUS, CPU_ST_PG);
+    c->halted = 0;
+    h->current = vm->id;
+    hv_emit(h, EV_HV_VMRUN, vm->id, 0, c->pc, 0, 0);
+}
+
+/* Arm the hypervisor's timer for the end of the slice or the VM's next
+ * virtual tick, whichever comes first. */
+static void arm_timer(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    uint64_t next = h->slice_end;
+    if (vm->vcpu.vtimer_period && vm->vcpu.vtimer_deadline < next) next = vm->vcpu.vtimer_deadline;
+    c->timer_period = 0xffffffffu;
+    c->timer_deadline = next > c->cycles ? next : c->cycles;
+    c->event_at = 0;
+}
+
+static hv_vm *pick(hv *h) {
+    for (int k = 1; k <= h->nvms; k++) {
+        int i = (h->current + k + h->nvms) % h->nvms;
+        if (h->current < 0) i = k - 1;
+        if (!h->vms[i]->done) return h->vms[i];
+    }
+    return NULL;
+}
+
+int hv_run(hv *h, uint64_t max_steps) {
+    cpu_t *c = h->host;
+    uint64_t end = c->steps + max_steps;
+    hv_vm *vm = h->current >= 0 && !h->vms[h->current]->done ? h->vms[h->current] : NULL;
+    if (!vm) {
+        if (!(vm = pick(h))) return CPU_EXIT_HALT;
+        load(h, vm);
+        h->slice_end = c->cycles + h->quantum;
+    }
+    while (c->steps < end) {
+        if (vm->vcpu.halted) { /* idle in hlt: time passes to its next tick */
+            if (c->cycles < vm->vcpu.vtimer_deadline) c->cycles = vm->vcpu.vtimer_deadline;
+            hv_check_virq(h, vm);
+        }
+        arm_timer(h, vm);
+        int rc = cpu_run(c, end - c->steps);
+        if (rc == CPU_EXIT_BUDGET) return rc;
+        if (rc == CPU_EXIT_TRAP) {
+            hv_exit(h, vm);
+        } else if (rc == CPU_EXIT_SHUTDOWN || rc == CPU_EXIT_HALT) {
+            vm->done = 1; /* cannot happen to a guest: every trap is intercepted */
+        } else if (rc != CPU_EXIT_VMX) {
+            return rc; /* a breakpoint or a stop asked by the host */
+        }
+        if (vm->done || c->cycles >= h->slice_end) { /* the next VM's turn */
+            save(h, vm);
+            hv_vm *next = pick(h);
+            if (!next) return CPU_EXIT_HALT;
+            if (next != vm || vm->done) load(h, next);
+            vm = next;
+            h->slice_end = c->cycles + h->quantum;
+        }
+    }
+    return CPU_EXIT_BUDGET;
+}

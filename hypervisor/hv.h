@@ -1,0 +1,110 @@
+/* hypervisor/hv.h -- a small hypervisor that runs unmodified guest kernels
+ * on vlab's CPU by trap-and-emulate.
+ *
+ * Popek & Goldberg (CACM 1974) name its three parts, and so does the code:
+ *   dispatcher   hv_exit() in hypervisor/trap.c: every trap of the guest
+ *                enters the hypervisor, one handler per kind of exit;
+ *   allocator    hypervisor/vm.c: guest-physical memory is host frames
+ *                through a per-VM map (p2m), and the guest's own paging is
+ *                honoured through shadow page tables (hypervisor/shadow.c);
+ *   interpreter  one routine per privileged instruction (trap.c), acting on
+ *                the vCPU's *virtual* state: virtual CPL, virtual IF, virtual
+ *                control registers, virtual timer and console.
+ *
+ * The guest kernel is deprivileged (ring compression, as in Xen, SOSP 2003):
+ * it runs at real ring 1 (or 3) while it believes it is in ring 0; its user
+ * processes run at real ring 3.  Under the `strict` policy every sensitive
+ * instruction traps, so the hypervisor sees them all and the guest cannot
+ * tell (equivalence).  Under `x86` the holes of Robin & Irvine (2000) show:
+ * popf silently keeps the real IF, pushf and smsw reveal ring 1.
+ *
+ * The physical machine is one cpu_t (the host); VMs live in its memory.
+ * Everything the hypervisor does is recorded as events (cpu/event.h,
+ * kinds EV_HV_*), so the trace, the TUI and the diagrams show it. */
+#ifndef VLAB_HYPERVISOR_HV_H
+#define VLAB_HYPERVISOR_HV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/asm.h"
+#include "cpu/cpu.h"
+
+enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_TECHNIQUE_COUNT };
+
+/* Virtual interrupt lines of a vCPU (vector 32 + line). */
+#define HV_VIRQ_TIMER 0
+
+typedef struct hv_vcpu {
+    /* the guest's registers while it is not on the physical CPU */
+    uint32_t r[16], pc, flags;
+    /* virtual privileged state: what the guest believes */
+    uint8_t vcpl;          /* the guest's idea of its ring: 0 kernel, 3 user */
+    uint8_t vif;           /* virtual interrupt flag */
+    uint8_t halted;        /* waiting in hlt for a virtual interrupt */
+    uint32_t vcr[CPU_NCR]; /* virtual status, vbr, faddr, ptbr, ksp */
+    uint32_t vtimer_period;
+    uint64_t vtimer_deadline; /* host cycle of the next virtual tick (0: off) */
+    uint32_t virq_pending;
+    /* statistics for the summary */
+    uint64_t exits, emulations, reflections, injections, shadow_fills, pt_writes;
+    uint64_t emulated_by_op[OP_COUNT];
+} hv_vcpu;
+
+typedef struct hv_vm {
+    int id;
+    char name[32];
+    int technique;
+    int kernel_ring;      /* the real ring the guest kernel runs in: 1 or 3 */
+    uint32_t mem_size;    /* guest-physical bytes */
+    uint32_t npages;
+    uint32_t *p2m;        /* guest page -> host page number */
+    uint32_t shadow_pd;   /* host-physical address of the shadow page directory */
+    uint32_t *shadow_pts; /* host frames used as shadow page tables (reused after a flush) */
+    int nshadow, shadow_used;
+    uint32_t *pt_frames;  /* guest pages that hold guest page tables (bitmap) */
+    hv_vcpu vcpu;
+    char *console;
+    size_t console_len, console_cap;
+    asm_image *images;
+    int nimages;
+    int done;             /* shut down or halted for good */
+} hv_vm;
+
+typedef struct hv {
+    cpu_t *host;          /* the physical machine (not owned) */
+    uint32_t next_frame;  /* frame allocator: next free host page */
+    uint32_t free_frames; /* frames left */
+    hv_vm **vms;
+    int nvms;
+    int current;          /* VM on the CPU, or -1 */
+    uint32_t cost_exit;   /* cycles for one trip into the hypervisor and back */
+    uint32_t cost_emulate;
+    uint32_t cost_reflect;
+    uint64_t quantum;     /* cycles a VM runs before the next one gets the CPU */
+    uint64_t slice_end;   /* host cycle at which the current VM's slice ends */
+} hv;
+
+/* A hypervisor on the physical machine `host` (whose policy decides what
+ * the deprivileged guest kernels' sensitive instructions do).  It takes the
+ * host over: all vectors intercepted, paging on, its own timer.  NULL on
+ * failure with a message in err. */
+hv *hv_new(cpu_t *host, char *err, size_t errlen);
+void hv_free(hv *h); /* the VMs too, not the host */
+
+/* A VM with mem_bytes of guest-physical memory; kernel_ring 1 or 3. */
+hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
+                 char *err, size_t errlen);
+/* Copy bytes into guest-physical memory; -1 if out of range. */
+int hv_vm_write_phys(hv *h, hv_vm *vm, uint32_t gpa, const void *src, size_t n);
+int hv_vm_read_phys(hv *h, hv_vm *vm, uint32_t gpa, void *dst, size_t n);
+
+/* Run the VMs until every one has halted or shut down, or max_steps ran.
+ * Returns a cpu exit reason of the last run slice (CPU_EXIT_BUDGET when
+ * steps ran out). */
+int hv_run(hv *h, uint64_t max_steps);
+
+const char *hv_technique_name(int t);
+int hv_technique_by_name(const char *name); /* -1 if unknown */
+
+#endif

@@ -1,0 +1,38 @@
+/* hypervisor/hv_internal.h -- what the hypervisor's files share. */
+#ifndef VLAB_HYPERVISOR_HV_INTERNAL_H
+#define VLAB_HYPERVISOR_HV_INTERNAL_H
+
+#include <stdio.h>
+
+#include "cpu/event.h"
+#include "hypervisor/hv.h"
+
+/* vm.c */
+uint32_t hv_alloc_frame(hv *h); /* a zeroed host page number, 0 when none is left */
+void hv_vm_free(hv_vm *vm);
+int hv_gpa_to_hpa(const hv_vm *vm, uint32_t gpa, uint32_t *hpa);
+int hv_guest_walk(hv *h, hv_vm *vm, uint32_t va, int acc, int user, uint32_t *gpa, uint32_t *bits,
+                  uint32_t *err);
+int hv_guest_copy(hv *h, hv_vm *vm, uint32_t va, void *buf, size_t n, int write);
+void hv_mark_pt(hv_vm *vm, uint32_t gpa);
+int hv_is_pt(const hv_vm *vm, uint32_t gpa);
+
+/* shadow.c */
+void hv_shadow_flush(hv *h, hv_vm *vm);
+/* A host page fault at va while the guest ran: fill the shadow entry from
+ * the guest's tables (0: retry the instruction), or say the guest itself
+ * faults (VEC_PF / VEC_MC with *gerr its error code). */
+int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *gerr);
+/* Make the shadow entry of va writable for one instruction (a guest
+ * page-table write being emulated), or protect it again. */
+void hv_shadow_set_writable(hv *h, hv_vm *vm, uint32_t va, int writable);
+
+/* trap.c */
+int hv_exit(hv *h, hv_vm *vm); /* handle the host exit in h->host->exit; 0 or a VM-ending reason */
+void hv_check_virq(hv *h, hv_vm *vm);
+void hv_reflect(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t aux, uint32_t at);
+
+/* hv.c */
+void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);
+
+#endif

@@ -1,0 +1,97 @@
+/* hypervisor/shadow.c -- shadow page tables.
+ *
+ * The guest's page tables map guest-virtual to guest-physical addresses; the
+ * hardware needs guest-virtual to host-physical.  The hypervisor keeps a
+ * shadow table per VM that composes the two (guest tables, then p2m) and
+ * points the real ptbr at it.  Entries are filled lazily: a host page fault
+ * on a missing entry makes the hypervisor walk the guest's tables in
+ * software and install the composed entry; a fault the guest's own tables
+ * would give is reflected into the guest.  Pages that hold guest page tables
+ * are mapped read-only, so the guest's writes to its tables trap and the
+ * shadow is dropped (Adams & Agesen 2006, "tracing"; Barham et al. 2003 for
+ * the paravirtual alternative).  A change of the guest's ptbr or paging bit
+ * drops the whole shadow, as a shadow-paging VMM without caching does. */
+#include "hypervisor/hv_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t rd(hv *h, uint32_t pa) {
+    uint32_t v = 0;
+    cpu_phys_read(h->host, pa, &v, 4);
+    return v;
+}
+
+static void wr(hv *h, uint32_t pa, uint32_t v) { cpu_phys_write(h->host, pa, &v, 4); }
+
+void hv_shadow_flush(hv *h, hv_vm *vm) {
+    uint8_t zero[CPU_PAGE] = {0};
+    cpu_phys_write(h->host, vm->shadow_pd, zero, CPU_PAGE);
+    vm->shadow_used = 0; /* the page tables are reused as they are needed again */
+    cpu_tlb_flush(h->host);
+}
+
+/* A shadow page table for the 4 MiB region of va (allocated or reused). */
+static int shadow_pt(hv *h, hv_vm *vm, uint32_t va, uint32_t *pt) {
+    uint32_t pde_pa = vm->shadow_pd + (va >> 22) * 4, pde = rd(h, pde_pa);
+    if (pde & PTE_P) {
+        *pt = pde & PTE_FRAME;
+        return 0;
+    }
+    uint32_t frame;
+    if (vm->shadow_used < vm->nshadow) {
+        frame = vm->shadow_pts[vm->shadow_used];
+        uint8_t zero[CPU_PAGE] = {0};
+        cpu_phys_write(h->host, frame << 12, zero, CPU_PAGE);
+    } else {
+        frame = hv_alloc_frame(h);
+        if (!frame) return -1;
+        uint32_t *p = realloc(vm->shadow_pts, (size_t)(vm->nshadow + 1) * sizeof *p);
+        if (!p) return -1;
+        vm->shadow_pts = p;
+        vm->shadow_pts[vm->nshadow++] = frame;
+    }
+    vm->shadow_used++;
+    *pt = frame << 12;
+    wr(h, pde_pa, *pt | PTE_P | PTE_W | PTE_U); /* the PTE decides */
+    return 0;
+}
+
+int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *gerr) {
+    hv_vcpu *v = &vm->vcpu;
+    int acc = (host_err & PF_FETCH) ? 2 : (host_err & PF_WRITE) ? 1 : 0;
+    int user = v->vcpl == 3;
+    uint32_t gpa, bits, hpa, pt;
+    int vec = hv_guest_walk(h, vm, va, acc, user, &gpa, &bits, gerr);
+    if (vec) return vec; /* the guest's own fault */
+    if (hv_gpa_to_hpa(vm, gpa, &hpa)) {
+        *gerr = 0;
+        return VEC_MC;
+    }
+    /* A write-protect fault on an entry that is already right: a guest
+     * page-table write, handled by the caller. */
+    if (shadow_pt(h, vm, va, &pt)) return VEC_MC;
+    uint32_t pte_pa = pt + ((va >> 12) & 0x3ff) * 4;
+    uint32_t pte = (hpa & PTE_FRAME) | PTE_P | (bits & PTE_U);
+    /* writable only when the guest allows it, its dirty bit is set, and the
+     * page is not one of the guest's page tables */
+    if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa)) pte |= PTE_W | PTE_D;
+    /* with guest paging off, "physical" memory is all reachable, as natively */
+    if (!(v->vcr[CR_STATUS] & CPU_ST_PG)) pte |= PTE_U;
+    pte |= PTE_A;
+    wr(h, pte_pa, pte);
+    cpu_invlpg(h->host, va);
+    v->shadow_fills++;
+    hv_emit(h, EV_HV_SHADOW, 0, 0, h->host->pc, va & PTE_FRAME, pte);
+    return 0;
+}
+
+void hv_shadow_set_writable(hv *h, hv_vm *vm, uint32_t va, int writable) {
+    uint32_t pde = rd(h, vm->shadow_pd + (va >> 22) * 4);
+    if (!(pde & PTE_P)) return;
+    uint32_t pte_pa = (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4, pte = rd(h, pte_pa);
+    if (!(pte & PTE_P)) return;
+    pte = writable ? pte | PTE_W | PTE_D : pte & ~PTE_W;
+    wr(h, pte_pa, pte);
+    cpu_invlpg(h->host, va);
+}

@@ -1,0 +1,411 @@
+/* sim/lua_hv.c -- `vlab.hypervisor` and its VMs for scenarios (shaped like
+ * sim/lua_machine.c).  The hypervisor runs on a machine of the run (so the
+ * trace, the budgets, the history and the summary cover it); each VM is a
+ * guest with its own guest-physical memory and virtual CPU. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "hypervisor/hv.h"
+#include "sim/lua_host.h"
+#include "viz/text.h"
+
+#define MT_HV "vlab.hypervisor"
+#define MT_VM "vlab.vm"
+#define SLICE (1u << 20)
+
+typedef struct hv_box {
+    hv *h;
+    sim_machine *m; /* the physical machine */
+} hv_box;
+
+typedef struct vm_box {
+    hv_vm *vm;
+    hv_box *owner; /* kept alive by the user value */
+} vm_box;
+
+static hv_box *check_hv(lua_State *L, int i) {
+    hv_box *b = luaL_checkudata(L, i, MT_HV);
+    if (!b->h) luaL_argerror(L, i, "hypervisor was freed");
+    return b;
+}
+
+static vm_box *check_vm(lua_State *L, int i) {
+    vm_box *b = luaL_checkudata(L, i, MT_VM);
+    if (!b->vm || !b->owner->h) luaL_argerror(L, i, "VM was freed");
+    return b;
+}
+
+/* vlab.hypervisor{memory=, policy=, name=, quantum=} */
+static int l_hypervisor(lua_State *L) {
+    sim_session *s = sim_lua_session(L);
+    const char *policy = s->opt.policy, *name = "host";
+    lua_Integer mem = 16 << 20, quantum = 100000;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_getfield(L, 1, "policy");
+        if (!lua_isnil(L, -1)) policy = luaL_checkstring(L, -1);
+        lua_getfield(L, 1, "memory");
+        if (!lua_isnil(L, -1)) mem = luaL_checkinteger(L, -1);
+        lua_getfield(L, 1, "name");
+        if (!lua_isnil(L, -1)) name = luaL_checkstring(L, -1);
+        lua_getfield(L, 1, "quantum");
+        if (!lua_isnil(L, -1)) quantum = luaL_checkinteger(L, -1);
+        lua_pop(L, 4);
+    }
+    if (mem < (1 << 17) || mem > 0x10000000)
+        return luaL_error(L, "hypervisor: memory must be 128 KiB .. 256 MiB");
+    if (quantum < 1000) return luaL_error(L, "hypervisor: quantum must be at least 1000 cycles");
+    char err[160];
+    hv_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, MT_HV);
+    b->m = sim_machine_new(s, (uint32_t)mem, policy, name, err, sizeof err);
+    if (!b->m) return luaL_error(L, "hypervisor: %s", err);
+    b->h = hv_new(b->m->cpu, err, sizeof err);
+    if (!b->h) return luaL_error(L, "hypervisor: %s", err);
+    b->h->quantum = (uint64_t)quantum;
+    sim_register_hv(s, b->h, b->m);
+    lua_newtable(L); /* the VMs, kept alive with the hypervisor */
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int hv_gc(lua_State *L) {
+    hv_box *b = luaL_checkudata(L, 1, MT_HV);
+    if (b->h) {
+        sim_unregister_hv(sim_lua_session(L), b->h);
+        hv_free(b->h);
+    }
+    b->h = NULL;
+    return 0;
+}
+
+/* hv:vm{name=, memory=, technique=, kernel_ring=} */
+static int hv_vm_create(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    const char *name = "vm", *tech = "trap-and-emulate";
+    lua_Integer mem = 1 << 20, ring = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "name");
+        if (!lua_isnil(L, -1)) name = luaL_checkstring(L, -1);
+        lua_getfield(L, 2, "memory");
+        if (!lua_isnil(L, -1)) mem = luaL_checkinteger(L, -1);
+        lua_getfield(L, 2, "technique");
+        if (!lua_isnil(L, -1)) tech = luaL_checkstring(L, -1);
+        lua_getfield(L, 2, "kernel_ring");
+        if (!lua_isnil(L, -1)) ring = luaL_checkinteger(L, -1);
+        lua_pop(L, 4);
+    }
+    int t = hv_technique_by_name(tech);
+    if (t != HV_TRAP_EMULATE)
+        return luaL_error(L, "vm: technique '%s' is not available (this release: trap-and-emulate)", tech);
+    if (ring != 1 && ring != 3) return luaL_error(L, "vm: kernel_ring must be 1 or 3");
+    if (mem < 4096 || mem > 0x10000000) return luaL_error(L, "vm: memory must be 4 KiB .. 256 MiB");
+    char err[160];
+    hv_vm *vm = hv_vm_new(b->h, name, (uint32_t)mem, t, (int)ring, err, sizeof err);
+    if (!vm) return luaL_error(L, "vm: %s", err);
+    b->m->host_dirty = 1;
+    vm_box *vb = lua_newuserdatauv(L, sizeof *vb, 1);
+    vb->vm = vm;
+    vb->owner = b;
+    luaL_setmetatable(L, MT_VM);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1); /* the VM keeps its hypervisor alive */
+    return 1;
+}
+
+static char *inc_read(void *ud, const char *from, const char *path, size_t *len, const char **err) {
+    static char msg[PATH_MAX + 128];
+    lua_State *L = ud;
+    char *slash = strrchr(from, '/');
+    char rel[PATH_MAX];
+    if (slash && path[0] != '/')
+        snprintf(rel, sizeof rel, "%.*s/%s", (int)(slash - from), from, path);
+    else
+        snprintf(rel, sizeof rel, "%s", path);
+    char *buf = sim_lua_read_file(L, rel, len, NULL, 0, msg, sizeof msg);
+    if (!buf && strcmp(rel, path) != 0) buf = sim_lua_read_file(L, path, len, NULL, 0, msg, sizeof msg);
+    if (!buf) *err = msg;
+    return buf;
+}
+
+static int vm_load_text(lua_State *L, vm_box *vb, const char *src, size_t len, const char *name, int opts) {
+    int set_entry = 1;
+    if (lua_istable(L, opts)) {
+        lua_getfield(L, opts, "entry");
+        if (lua_isboolean(L, -1)) set_entry = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    asm_options ao = {.read = inc_read, .read_ud = L};
+    asm_image img;
+    char *errors = NULL;
+    if (asm_assemble(src, len, name, &ao, &img, &errors) != 0) {
+        size_t n = errors ? strlen(errors) : 0;
+        while (n && errors[n - 1] == '\n') n--;
+        lua_pushlstring(L, errors ? errors : "assembly failed", errors ? n : 15);
+        free(errors);
+        return lua_error(L);
+    }
+    hv_vm *vm = vb->vm;
+    for (int i = 0; i < img.nchunks; i++)
+        if (hv_vm_write_phys(vb->owner->h, vm, img.chunks[i].addr, img.chunks[i].data, img.chunks[i].len)) {
+            uint32_t a = img.chunks[i].addr;
+            asm_image_free(&img);
+            return luaL_error(L, "load: bytes at 0x%08x do not fit in the VM's %d KiB", a,
+                              (int)(vm->mem_size / 1024));
+        }
+    if (set_entry) vm->vcpu.pc = img.entry;
+    vb->owner->m->host_dirty = 1;
+    lua_newtable(L);
+    for (int i = 0; i < img.nsyms; i++) {
+        lua_pushinteger(L, img.syms[i].value);
+        lua_setfield(L, -2, img.syms[i].name);
+    }
+    asm_image *list = realloc(vm->images, (size_t)(vm->nimages + 1) * sizeof *list);
+    if (!list) {
+        asm_image_free(&img);
+        return luaL_error(L, "load: out of memory");
+    }
+    vm->images = list;
+    vm->images[vm->nimages++] = img;
+    return 1;
+}
+
+/* vm:load(source [, opts]) / vm:load_file(path [, opts]): into guest-physical memory */
+static int vm_load(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    size_t len;
+    const char *src = luaL_checklstring(L, 2, &len);
+    lua_Debug ar;
+    char name[PATH_MAX] = "<string>";
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(name, sizeof name, "<asm from %s:%d>", ar.short_src, ar.currentline);
+    return vm_load_text(L, vb, src, len, name, 3);
+}
+
+static int vm_load_file(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    size_t len;
+    char err[PATH_MAX + 128];
+    char *buf = sim_lua_read_file(L, path, &len, NULL, 0, err, sizeof err);
+    if (!buf) return luaL_error(L, "load_file: %s", err);
+    lua_pushlstring(L, buf, len);
+    free(buf);
+    size_t l2;
+    const char *src = lua_tolstring(L, -1, &l2);
+    return vm_load_text(L, vb, src, l2, path, 3);
+}
+
+static int vm_console(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    lua_pushlstring(L, vb->vm->console ? vb->vm->console : "", vb->vm->console_len);
+    return 1;
+}
+
+/* vm:read32(gpa): guest-physical memory */
+static int vm_read32(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    uint32_t a = (uint32_t)luaL_checkinteger(L, 2), v = 0;
+    if (hv_vm_read_phys(vb->owner->h, vb->vm, a, &v, 4)) {
+        luaL_pushfail(L);
+        lua_pushstring(L, "outside the VM's memory");
+        return 2;
+    }
+    lua_pushinteger(L, v);
+    return 1;
+}
+
+/* vm:memory(gpa, n): n bytes of guest-physical memory as a string */
+static int vm_memory(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    uint32_t a = (uint32_t)luaL_checkinteger(L, 2);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && n <= (16 << 20), 3, "at most 16 MiB");
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) return luaL_error(L, "out of memory");
+    if (hv_vm_read_phys(vb->owner->h, vb->vm, a, buf, (size_t)n)) {
+        free(buf);
+        luaL_pushfail(L);
+        lua_pushstring(L, "outside the VM's memory");
+        return 2;
+    }
+    lua_pushlstring(L, buf, (size_t)n);
+    free(buf);
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* vm:stats() -> {exits=, emulations=, reflections=, injections=, shadow_fills=,
+ *                pt_writes=, emulated={cli=3, ...}} */
+static int vm_stats(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    const hv_vcpu *v = &vb->vm->vcpu;
+    lua_createtable(L, 0, 8);
+    set_int(L, "exits", (lua_Integer)v->exits);
+    set_int(L, "emulations", (lua_Integer)v->emulations);
+    set_int(L, "reflections", (lua_Integer)v->reflections);
+    set_int(L, "injections", (lua_Integer)v->injections);
+    set_int(L, "shadow_fills", (lua_Integer)v->shadow_fills);
+    set_int(L, "pt_writes", (lua_Integer)v->pt_writes);
+    lua_newtable(L);
+    for (int op = 0; op < OP_COUNT; op++)
+        if (v->emulated_by_op[op]) set_int(L, cpu_isa[op].mnem, (lua_Integer)v->emulated_by_op[op]);
+    lua_setfield(L, -2, "emulated");
+    return 1;
+}
+
+static int vm_index(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    hv_vm *vm = vb->vm;
+    const hv_vcpu *v = &vm->vcpu;
+    int running = vb->owner->h->current == vm->id;
+    const cpu_t *c = vb->owner->h->host;
+    if (k[0] == 'r' && k[1] >= '0' && k[1] <= '9') {
+        int r = atoi(k + 1);
+        if (r >= 0 && r < 16) {
+            lua_pushinteger(L, running ? c->r[r] : v->r[r]);
+            return 1;
+        }
+    }
+    if (strcmp(k, "sp") == 0) lua_pushinteger(L, running ? c->r[CPU_REG_SP] : v->r[CPU_REG_SP]);
+    else if (strcmp(k, "pc") == 0) lua_pushinteger(L, running ? c->pc : v->pc);
+    else if (strcmp(k, "ring") == 0) lua_pushinteger(L, v->vcpl); /* what the guest believes */
+    else if (strcmp(k, "real_ring") == 0) lua_pushinteger(L, running ? c->cpl : (v->vcpl == 3 ? 3 : vm->kernel_ring));
+    else if (strcmp(k, "interrupts") == 0) lua_pushboolean(L, v->vif);
+    else if (strcmp(k, "done") == 0) lua_pushboolean(L, vm->done);
+    else if (strcmp(k, "name") == 0) lua_pushstring(L, vm->name);
+    else if (strcmp(k, "id") == 0) lua_pushinteger(L, vm->id);
+    else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
+    else if (strcmp(k, "technique") == 0) lua_pushstring(L, hv_technique_name(vm->technique));
+    else {
+        luaL_getmetafield(L, 1, "__methods");
+        lua_getfield(L, -1, k);
+        if (lua_isnil(L, -1)) return luaL_error(L, "VM has no field or method '%s'", k);
+    }
+    return 1;
+}
+
+static int vm_tostring(lua_State *L) {
+    vm_box *vb = luaL_checkudata(L, 1, MT_VM);
+    if (!vb->vm) {
+        lua_pushliteral(L, "vm (freed)");
+        return 1;
+    }
+    lua_pushfstring(L, "vm %d \"%s\" (%s)", vb->vm->id, vb->vm->name, hv_technique_name(vb->vm->technique));
+    return 1;
+}
+
+/* hv:run{max_steps=} */
+static int hv_run_l(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    sim_session *s = sim_lua_session(L);
+    uint64_t max = UINT64_MAX, done = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "max_steps");
+        if (!lua_isnil(L, -1)) max = (uint64_t)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    cpu_t *c = b->h->host;
+    sim_switch_to(s, b->m);
+    int rc = CPU_EXIT_BUDGET;
+    while (done < max) {
+        if (s->limit_msg[0]) return sim_lua_limit(L);
+        uint64_t left_global = s->opt.max_steps > s->steps_used ? s->opt.max_steps - s->steps_used : 0;
+        if (left_global == 0) {
+            snprintf(s->limit_msg, sizeof s->limit_msg,
+                     "step budget of %llu steps exhausted (raise it with --max-steps)",
+                     (unsigned long long)s->opt.max_steps);
+            cpu_trace_flush(&s->trace);
+            return sim_lua_limit(L);
+        }
+        uint64_t slice = max - done;
+        if (slice > left_global) slice = left_global;
+        if (slice > SLICE) slice = SLICE;
+        if (s->history) {
+            if (slice > s->history->every) slice = s->history->every;
+            if (sim_history_checkpoint(s->history, b->m->id, c, b->m->host_dirty))
+                return luaL_error(L, "out of memory keeping the run's history");
+            b->m->host_dirty = 0;
+        }
+        uint64_t before = c->steps;
+        rc = hv_run(b->h, slice);
+        done += c->steps - before;
+        s->steps_used += c->steps - before;
+        if (rc != CPU_EXIT_BUDGET) break;
+        sim_lua_check_time(L);
+    }
+    cpu_trace_flush(&s->trace);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, rc == CPU_EXIT_BUDGET ? "steps" : rc == CPU_EXIT_HALT ? "halt" : cpu_exit_name(rc));
+    lua_setfield(L, -2, "reason");
+    set_int(L, "steps", (lua_Integer)c->steps);
+    set_int(L, "cycles", (lua_Integer)c->cycles);
+    return 1;
+}
+
+/* hv:cost(name [, cycles]): "exit", "emulate", "reflect" */
+static int hv_cost(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    static const char *const names[] = {"exit", "emulate", "reflect", NULL};
+    uint32_t *slots[] = {&b->h->cost_exit, &b->h->cost_emulate, &b->h->cost_reflect};
+    int i = luaL_checkoption(L, 2, NULL, names);
+    if (!lua_isnoneornil(L, 3)) {
+        lua_Integer v = luaL_checkinteger(L, 3);
+        luaL_argcheck(L, v >= 0 && v <= 100000000, 3, "cycles must be 0..1e8");
+        *slots[i] = (uint32_t)v;
+        return 0;
+    }
+    lua_pushinteger(L, *slots[i]);
+    return 1;
+}
+
+static int hv_index(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    const cpu_t *c = b->h->host;
+    if (strcmp(k, "cycles") == 0) lua_pushinteger(L, (lua_Integer)c->cycles);
+    else if (strcmp(k, "steps") == 0) lua_pushinteger(L, (lua_Integer)c->steps);
+    else if (strcmp(k, "policy") == 0) lua_pushstring(L, cpu_policy_describe(c));
+    else {
+        luaL_getmetafield(L, 1, "__methods");
+        lua_getfield(L, -1, k);
+        if (lua_isnil(L, -1)) return luaL_error(L, "hypervisor has no field or method '%s'", k);
+    }
+    return 1;
+}
+
+void sim_lua_open_hv(lua_State *L) {
+    static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create}, {"run", hv_run_l}, {"cost", hv_cost}, {NULL, NULL}};
+    static const luaL_Reg hv_meta[] = {{"__index", hv_index}, {"__gc", hv_gc}, {NULL, NULL}};
+    static const luaL_Reg vm_methods[] = {{"load", vm_load},       {"load_file", vm_load_file},
+                                          {"console", vm_console}, {"read32", vm_read32},
+                                          {"memory", vm_memory},   {"stats", vm_stats},
+                                          {NULL, NULL}};
+    static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__tostring", vm_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, MT_HV);
+    luaL_setfuncs(L, hv_meta, 0);
+    luaL_newlib(L, hv_methods);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, MT_VM);
+    luaL_setfuncs(L, vm_meta, 0);
+    luaL_newlib(L, vm_methods);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+    lua_getglobal(L, "vlab");
+    lua_pushcfunction(L, l_hypervisor);
+    lua_setfield(L, -2, "hypervisor");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,186 @@
+/* tests/check_hv.c -- the trap-and-emulate hypervisor: the same guest image
+ * run natively and in a VM gives the same guest-visible results under the
+ * strict policy (Popek & Goldberg's equivalence), for system calls and
+ * faults reflected into the guest kernel, its own paging through shadow page
+ * tables, and its virtual timer; under x86 the holes show. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/asm.h"
+#include "cpu/cpu.h"
+#include "hypervisor/hv.h"
+#include "runvlab.h"
+
+Suite *suite_hv(void);
+
+static asm_image assemble(const char *path) {
+    size_t len;
+    char *src = slurp_file(path, &len);
+    ck_assert_msg(src != NULL, "cannot read %s", path);
+    asm_image img;
+    char *err = NULL;
+    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
+    free(src);
+    return img;
+}
+
+/* Run files natively on a bare machine of mem bytes; return it. */
+static cpu_t *native(const char *const *files, uint32_t mem, const char *policy) {
+    cpu_t *c = cpu_new(mem);
+    cpu_policy_preset(c, policy);
+    for (int i = 0; files[i]; i++) {
+        asm_image img = assemble(files[i]);
+        for (int k = 0; k < img.nchunks; k++)
+            ck_assert_int_eq(cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        if (i == 0) c->pc = img.entry;
+        asm_image_free(&img);
+    }
+    ck_assert_int_eq(cpu_run(c, 10000000), CPU_EXIT_HALT);
+    return c;
+}
+
+typedef struct virt {
+    cpu_t *host;
+    hv *h;
+    hv_vm *vm;
+} virt;
+
+static virt in_vm(const char *const *files, uint32_t mem, const char *policy, int ring) {
+    virt v;
+    char err[160];
+    v.host = cpu_new(8 << 20);
+    cpu_policy_preset(v.host, policy);
+    v.h = hv_new(v.host, err, sizeof err);
+    ck_assert_msg(v.h != NULL, "%s", err);
+    v.vm = hv_vm_new(v.h, "guest", mem, HV_TRAP_EMULATE, ring, err, sizeof err);
+    ck_assert_msg(v.vm != NULL, "%s", err);
+    for (int i = 0; files[i]; i++) {
+        asm_image img = assemble(files[i]);
+        for (int k = 0; k < img.nchunks; k++)
+            ck_assert_int_eq(hv_vm_write_phys(v.h, v.vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        if (i == 0) v.vm->vcpu.pc = img.entry;
+        asm_image_free(&img);
+    }
+    ck_assert_int_eq(hv_run(v.h, 10000000), CPU_EXIT_HALT);
+    ck_assert(v.vm->done);
+    return v;
+}
+
+static void virt_free(virt *v) {
+    hv_free(v->h);
+    cpu_free(v->host);
+}
+
+/* the guest's registers when it halted: kept in the vCPU */
+static uint32_t greg(const virt *v, int r) { return v->vm->vcpu.r[r]; }
+
+static const char *const KERNEL_SENSITIVE[] = {"slides-examples/asm/kernel.s",
+                                               "slides-examples/asm/sensitive-user.s", NULL};
+
+START_TEST(test_equivalence_strict_console) {
+    for (int ring = 1; ring <= 3; ring += 2) {
+        cpu_t *n = native(KERNEL_SENSITIVE, 1 << 20, "strict");
+        virt v = in_vm(KERNEL_SENSITIVE, 1 << 20, "strict", ring);
+        size_t len;
+        const char *con = cpu_console(n, &len);
+        ck_assert_uint_eq(v.vm->console_len, len);
+        ck_assert(memcmp(v.vm->console, con, len) == 0);
+        /* the user program's memory is the same too */
+        uint8_t a[4096], b[4096];
+        ck_assert_int_eq(cpu_phys_read(n, 0x10000, a, sizeof a), 0);
+        ck_assert_int_eq(hv_vm_read_phys(v.h, v.vm, 0x10000, b, sizeof b), 0);
+        ck_assert(memcmp(a, b, sizeof a) == 0);
+        ck_assert_uint_gt(v.vm->vcpu.emulations, 0);
+        ck_assert_uint_gt(v.vm->vcpu.reflections, 0);
+        ck_assert_uint_gt(v.host->cycles, n->cycles); /* only time differs */
+        virt_free(&v);
+        cpu_free(n);
+    }
+}
+END_TEST
+
+START_TEST(test_x86_smsw_leaks_the_real_status) {
+    virt v = in_vm(KERNEL_SENSITIVE, 1 << 20, "x86", 1);
+    ck_assert(strstr(v.vm->console, "smsw in ring 3 read: 0x80000003"));
+    ck_assert_uint_eq(v.vm->vcpu.emulated_by_op[OP_SMSW], 0); /* the hypervisor never saw it */
+    virt_free(&v);
+}
+END_TEST
+
+START_TEST(test_guest_paging_through_shadow_tables) {
+    static const char *const files[] = {"docs/examples/paging.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "strict");
+    virt v = in_vm(files, 1 << 20, "strict", 1);
+    ck_assert_uint_eq(greg(&v, 6), n->r[6]);   /* read through the guest's new mapping */
+    ck_assert_uint_eq(greg(&v, 8), n->r[8]);   /* after its invlpg */
+    ck_assert_uint_eq(greg(&v, 10), n->r[10]); /* its #PF error code: reflected */
+    ck_assert_uint_eq(greg(&v, 12), n->r[12]); /* its faddr: virtual, still right */
+    ck_assert_uint_eq(greg(&v, 10), 5);
+    ck_assert_uint_gt(v.vm->vcpu.shadow_fills, 0);
+    ck_assert_uint_gt(v.vm->vcpu.pt_writes, 0); /* it remapped a page: caught */
+    virt_free(&v);
+    cpu_free(n);
+}
+END_TEST
+
+START_TEST(test_virtual_timer_and_hlt) {
+    static const char *const files[] = {"docs/examples/timer.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "strict");
+    virt v = in_vm(files, 1 << 20, "strict", 1);
+    ck_assert_uint_eq(n->r[7], 3);
+    ck_assert_uint_eq(greg(&v, 7), 3); /* three virtual ticks reached the guest */
+    ck_assert_uint_ge(v.vm->vcpu.injections, 3);
+    virt_free(&v);
+    cpu_free(n);
+}
+END_TEST
+
+START_TEST(test_fault_reflected) {
+    static const char *const files[] = {"docs/examples/divzero.s", NULL};
+    virt v = in_vm(files, 1 << 20, "strict", 1);
+    ck_assert_uint_eq(greg(&v, 3), 7); /* the guest's #DE handler skipped the div */
+    virt_free(&v);
+}
+END_TEST
+
+START_TEST(test_vm_memory_is_elsewhere_on_the_host) {
+    static const char *const files[] = {"docs/examples/hello.s", NULL};
+    virt v = in_vm(files, 1 << 20, "strict", 1);
+    ck_assert_str_eq(v.vm->console, "hello from ring 0\n");
+    uint32_t hpa = v.vm->p2m[0x1000 >> 12] << 12;
+    ck_assert_uint_ne(hpa, 0x1000); /* guest-physical is not host-physical */
+    uint32_t a, b;
+    ck_assert_int_eq(cpu_phys_read(v.host, hpa, &a, 4), 0);
+    ck_assert_int_eq(hv_vm_read_phys(v.h, v.vm, 0x1000, &b, 4), 0);
+    ck_assert_uint_eq(a, b);
+    virt_free(&v);
+}
+END_TEST
+
+START_TEST(test_vm_too_big) {
+    char err[160];
+    cpu_t *host = cpu_new(1 << 20);
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_ptr_null(hv_vm_new(h, "big", 2 << 20, HV_TRAP_EMULATE, 1, err, sizeof err));
+    ck_assert(strstr(err, "the host has"));
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
+Suite *suite_hv(void) {
+    Suite *s = suite_create("hv");
+    TCase *t = tcase_create("trap-and-emulate");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_equivalence_strict_console);
+    tcase_add_test(t, test_x86_smsw_leaks_the_real_status);
+    tcase_add_test(t, test_guest_paging_through_shadow_tables);
+    tcase_add_test(t, test_virtual_timer_and_hlt);
+    tcase_add_test(t, test_fault_reflected);
+    tcase_add_test(t, test_vm_memory_is_elsewhere_on_the_host);
+    tcase_add_test(t, test_vm_too_big);
+    suite_add_tcase(s, t);
+    return s;
+}
