@@ -251,7 +251,7 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
  * the delivery itself failed (no handler, frame not writable). */
 static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
     uint32_t slot = c->cr[CR_VBR] + 4u * (uint32_t)vec, h = 0;
-    if (cpu_phys_read(c, slot, &h, 4) || h == 0) {
+    if (mmu_ept(c, slot, &slot) || cpu_phys_read(c, slot, &h, 4) || h == 0) {
         *handler = 0;
         return -1;
     }
@@ -335,8 +335,33 @@ void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
 
 /* A trap raised by the running program: intercepted, or delivered.
  * c->pc must hold the return address.  Returns an exit reason or 0. */
+/* A VM exit from VMX non-root operation: the guest stops, the VMM decides.
+ * c->pc is where the guest goes on if the VMM does nothing. */
+static int vm_exit(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
+                   const uint32_t w[2], const cpu_insn *in) {
+    cpu_exit *x = &c->exit;
+    *x = (cpu_exit){.reason = CPU_EXIT_VMX, .vmx_reason = reason, .qual = qual, .vector = vector,
+                    .pc = insn_pc, .next_pc = insn_pc + (in ? in->size : 0)};
+    if (w) {
+        x->word[0] = w[0];
+        x->word[1] = w[1];
+    }
+    if (in) x->insn = *in;
+    cpu_emit(c, EV_VMEXIT, reason, vector, insn_pc, qual, w ? w[0] : 0);
+    return CPU_EXIT_VMX;
+}
+
 static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t insn_pc,
                       const uint32_t w[2], const cpu_insn *in) {
+    if (vec == FAULT_EPT) /* the guest touched guest-physical memory it does not have */
+        return vm_exit(c, VMX_EXIT_EPT, 0, c->fault_addr, insn_pc, w, in);
+    if (c->nonroot && vec < 32 && ((c->vmx_exc >> vec) & 1)) { /* the exception bitmap */
+        int r = vm_exit(c, VMX_EXIT_EXCEPTION, vec, aux, insn_pc, w, in);
+        c->exit.err = err;
+        c->exit.addr = aux;
+        c->exit.cause = cause;
+        return r;
+    }
     if (cpu_intercepted(c, vec)) {
         cpu_exit *x = &c->exit;
         x->reason = CPU_EXIT_TRAP;
@@ -363,7 +388,8 @@ static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, 
 /* Timer, interrupts and stop requests; returns an exit reason, -1 when an
  * interrupt was delivered (CPL and pc changed), or 0. */
 static void update_event_at(cpu_t *c) {
-    if (c->stop_req || c->halted || (c->irq_pending && (c->flags & CPU_FL_IF)))
+    int extint = c->nonroot && (c->vmx_ctl & VMX_EXTINT_EXIT); /* interrupts exit whatever IF */
+    if (c->stop_req || c->halted || (c->irq_pending && ((c->flags & CPU_FL_IF) || extint)))
         c->event_at = 0;
     else
         c->event_at = c->timer_period ? c->timer_deadline : UINT64_MAX;
@@ -375,6 +401,9 @@ static int check_events(cpu_t *c) {
         uint64_t late = c->cycles - c->timer_deadline;
         c->timer_deadline += c->timer_period * (late / c->timer_period + 1);
     }
+    if (c->irq_pending && c->nonroot && (c->vmx_ctl & VMX_EXTINT_EXIT)) /* the VMM acknowledges it */
+        return vm_exit(c, VMX_EXIT_EXTINT, VEC_IRQ0 + __builtin_ctz(c->irq_pending),
+                       (uint32_t)__builtin_ctz(c->irq_pending), c->pc, NULL, NULL);
     if (c->irq_pending && (c->flags & CPU_FL_IF)) {
         int line = __builtin_ctz(c->irq_pending);
         c->irq_pending &= ~(1u << line);
@@ -435,6 +464,40 @@ static uint32_t cpuid(const cpu_t *c, uint32_t leaf) {
 
 /* ---- the system part, out of the hot loop ------------------------------------------------ */
 
+/* In VMX non-root operation, the exit an instruction causes under the
+ * current controls (SDM 25.1), or -1.  CPUID always exits. */
+static int nonroot_exit(const cpu_t *c, const cpu_insn *in) {
+    uint32_t ctl = c->vmx_ctl;
+    switch (in->op) {
+    case OP_CPUID: return VMX_EXIT_CPUID;
+    case OP_HLT: return (ctl & VMX_HLT_EXIT) ? VMX_EXIT_HLT : -1;
+    case OP_RDTSC: return (ctl & VMX_RDTSC_EXIT) ? VMX_EXIT_RDTSC : -1;
+    case OP_INVLPG: return (ctl & VMX_INVLPG_EXIT) ? VMX_EXIT_INVLPG : -1;
+    case OP_SIDT: return (ctl & VMX_DESC_EXIT) ? VMX_EXIT_DESC : -1;
+    case OP_WRCR: return (ctl & VMX_CR3_EXIT) && in->ra == CR_PTBR ? VMX_EXIT_CR : -1;
+    case OP_RDCR: return (ctl & VMX_CR3_EXIT) && in->rb == CR_PTBR ? VMX_EXIT_CR : -1;
+    case OP_IN:
+    case OP_OUT: {
+        uint32_t port = (uint32_t)in->imm & 0xffff;
+        if ((ctl & VMX_IO_EXIT) || (c->io_bitmap && ((c->io_bitmap[port >> 3] >> (port & 7)) & 1)))
+            return VMX_EXIT_IO;
+        return -1;
+    }
+    default: return -1;
+    }
+}
+
+static uint32_t nonroot_qual(const cpu_t *c, const cpu_insn *in) {
+    switch (in->op) {
+    case OP_INVLPG: return c->r[in->ra];
+    case OP_WRCR: return (uint32_t)in->ra | (uint32_t)in->rb << 8;
+    case OP_RDCR: return (uint32_t)in->rb | 0x10 | (uint32_t)in->ra << 8;
+    case OP_IN: return (uint32_t)in->imm & 0xffff;
+    case OP_OUT: return ((uint32_t)in->imm & 0xffff) | 0x10000;
+    default: return 0;
+    }
+}
+
 /* Execute one system-part instruction at c->pc (cycles and steps at its
  * start).  Retires it (cost, step) and leaves c->pc at the next instruction
  * to run.  Returns 0 or an exit reason. */
@@ -456,12 +519,10 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
     } while (0)
 
     if (op >= OP_VMXON && op <= OP_VMCALL) {
-        if (c->nonroot) { /* a VM exit: the VMM decides (VT-x, SDM 25.1) */
-            c->exit = (cpu_exit){.reason = CPU_EXIT_VMX, .pc = pc, .next_pc = npc, .insn = *in};
-            c->exit.word[0] = w[0];
-            c->exit.word[1] = w[1];
+        if (c->nonroot) { /* always a VM exit: the VMM decides (VT-x, SDM 25.1.2) */
+            rc = vm_exit(c, op == OP_VMCALL ? VMX_EXIT_VMCALL : VMX_EXIT_VMX_INSN, 0, 0, pc, w, in);
             RETIRE();
-            return CPU_EXIT_VMX;
+            return rc;
         }
         if (!c->vmx_on && op != OP_VMXON) TRAP_OUT(VEC_UD, CAUSE_UD, 0, w[0]);
         if (op == OP_VMCALL && c->cpl > 0) TRAP_OUT(VEC_GP, CAUSE_PRIV, 0, w[0]); /* SDM: #GP(0) */
@@ -471,6 +532,14 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         if (op == OP_RDTSC && (c->cr[CR_STATUS] & CPU_ST_TSD)) beh = TRAP;
         if (beh == TRAP) TRAP_OUT(VEC_GP, CAUSE_PRIV, 0, w[0]);
         cpu_emit(c, EV_SENSITIVE, beh, op, pc, w[0], 0);
+    }
+    if (c->nonroot) { /* the VMCS's controls: does this instruction exit? */
+        int reason = nonroot_exit(c, in);
+        if (reason >= 0) {
+            rc = vm_exit(c, reason, 0, nonroot_qual(c, in), pc, w, in);
+            RETIRE();
+            return rc;
+        }
     }
     c->pc = npc;
     switch (op) {
@@ -562,6 +631,9 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
                  c->fault_addr);
     }
     RETIRE();
+    if (!rc && c->nonroot && (c->vmx_ctl & VMX_INTWIN_EXIT) && (c->flags & CPU_FL_IF) &&
+        (op == OP_STI || op == OP_POPF || op == OP_IRET)) /* the interrupt window opened */
+        return vm_exit(c, VMX_EXIT_INTWIN, 0, 0, c->pc, NULL, NULL);
     return rc;
 #undef TRAP_OUT
 #undef RETIRE

@@ -74,8 +74,39 @@ enum cpu_exit_reason {
     CPU_EXIT_COUNT
 };
 
+/* VMX non-root execution controls: a subset of the VMCS's (Intel SDM vol. 3C
+ * ch. 24.6), the ones the lecture and Adams & Agesen (2006) talk about. */
+#define VMX_HLT_EXIT (1u << 0)    /* hlt exits */
+#define VMX_RDTSC_EXIT (1u << 1)  /* rdtsc exits (else TSC offsetting: cycles + tsc_offset) */
+#define VMX_CR3_EXIT (1u << 2)    /* wrcr/rdcr ptbr exit (CR3-load/store exiting) */
+#define VMX_INVLPG_EXIT (1u << 3) /* invlpg exits */
+#define VMX_IO_EXIT (1u << 4)     /* every in/out exits (else the I/O bitmap decides) */
+#define VMX_DESC_EXIT (1u << 5)   /* sidt exits (descriptor-table exiting) */
+#define VMX_INTWIN_EXIT (1u << 6) /* exit as soon as the guest's IF is 1 (interrupt window) */
+#define VMX_EXTINT_EXIT (1u << 7) /* external interrupts exit, whatever the guest's IF */
+#define VMX_EPT (1u << 8)         /* guest-physical addresses go through the EPT map */
+
+/* Basic VM-exit reasons (SDM appendix C). */
+enum {
+    VMX_EXIT_EXCEPTION = 0, /* exit.vector: which */
+    VMX_EXIT_EXTINT = 1,    /* exit.qual: IRQ line */
+    VMX_EXIT_INTWIN = 7,
+    VMX_EXIT_CPUID = 10,
+    VMX_EXIT_HLT = 12,
+    VMX_EXIT_INVLPG = 14, /* exit.qual: the address */
+    VMX_EXIT_RDTSC = 16,
+    VMX_EXIT_VMCALL = 18,
+    VMX_EXIT_VMX_INSN = 19, /* vmxon ... vmwrite in non-root */
+    VMX_EXIT_CR = 28,       /* exit.qual: cr | 0x10 for a read | reg << 8 */
+    VMX_EXIT_IO = 30,       /* exit.qual: port | 0x10000 for out */
+    VMX_EXIT_DESC = 46,
+    VMX_EXIT_EPT = 48 /* exit.qual: the guest-physical address */
+};
+
 typedef struct cpu_exit {
     int reason;       /* cpu_exit_reason */
+    int vmx_reason;   /* CPU_EXIT_VMX from non-root: VMX_EXIT_*; -1: a VMX instruction in root */
+    uint32_t qual;    /* VM-exit qualification */
     int vector;       /* TRAP: vector; EVENT: event kind */
     int cause;        /* TRAP: cpu_cause */
     uint32_t err;     /* TRAP: error code pushed with it */
@@ -143,6 +174,13 @@ struct cpu {
     uint32_t cost[OP_INTERNAL_COUNT]; /* cycles per instruction ([OP_INVALID]: an invalid opcode) */
     uint32_t cost_trap;               /* delivering a trap or interrupt */
     uint32_t cost_walk;               /* a TLB miss with paging on */
+
+    /* VMX non-root operation (the VMM sets these before entering a guest) */
+    uint32_t vmx_ctl;       /* VMX_* controls */
+    uint32_t vmx_exc;       /* exception bitmap: vectors 0-31 that exit */
+    const uint32_t *ept;    /* EPT: guest page -> host page + 1 (0: not mapped) */
+    uint32_t ept_pages;
+    const uint8_t *io_bitmap; /* 65536 bits, 1: that port exits; NULL: none exit */
 
     /* host control */
     uint32_t intercept[CPU_NVEC / 32];

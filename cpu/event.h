@@ -41,6 +41,8 @@
  *   EV_PAGE      y = ppn, x = 4096; followed by 256 payload records: the page's bytes
  *   EV_COST      a = op, x = cycles: the cost of one instruction changed
  *   EV_REPEAT    x = n: the EV_BLOCK just before ran n more times (a loop)
+ *   EV_VMEXIT    a = reason (VMX_EXIT_*), b = vector, pc, x = qualification, y = word 0
+ *   EV_VMENTRY   a = 0 launch / 1 resume, pc = guest pc, x = VM id
  */
 #ifndef VLAB_CPU_EVENT_H
 #define VLAB_CPU_EVENT_H
@@ -68,6 +70,8 @@ enum cpu_event_kind {
     EV_PAGE,
     EV_COST,
     EV_REPEAT,
+    EV_VMEXIT,  /* a = VMX_EXIT_* reason, b = exception vector, pc, x = qualification, y = word 0 */
+    EV_VMENTRY, /* a = 0 vmlaunch / 1 vmresume, pc = where the guest goes on, x = VM id */
     EV_CPU_LAST,
     /* 32-63: the hypervisor (hypervisor/hv.h).  The ring column of these is
      * the hypervisor's own; pc is where the guest was. */

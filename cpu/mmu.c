@@ -43,27 +43,31 @@ static int fault(cpu_t *c, int vec, uint32_t err, uint32_t addr) {
 /* Walk the page tables for va.  Returns 0 and the PTE-derived permissions
  * and frame, or a fault vector.  set_ad: update accessed/dirty bits. */
 static int walk(cpu_t *c, uint32_t va, int acc, int set_ad, uint32_t *ppn, uint32_t *pbits) {
-    int user = c->cpl == 3, write = acc == ACC_WRITE;
-    uint32_t err =
-        (write ? PF_WRITE : 0) | (user ? PF_USER : 0) | (acc == ACC_FETCH ? PF_FETCH : 0);
+    int user = c->cpl == 3, write = acc == ACC_WRITE, v;
+    uint32_t err = (write ? PF_WRITE : 0) | (user ? PF_USER : 0) | (acc == ACC_FETCH ? PF_FETCH : 0);
+    uint32_t hpa;
     if (!(c->cr[CR_STATUS] & CPU_ST_PG)) {
-        if ((va >> 12) >= c->npages) return fault(c, VEC_MC, 0, va);
-        *ppn = va >> 12;
+        if ((v = mmu_ept(c, va, &hpa))) return v; /* in a VM: guest-physical is not host-physical */
+        if ((hpa >> 12) >= c->npages) return fault(c, VEC_MC, 0, va);
+        *ppn = hpa >> 12;
         *pbits = PTE_P | PTE_W | PTE_U | PTE_D;
         return 0;
     }
     uint32_t pde_pa = (c->cr[CR_PTBR] & PTE_FRAME) + (va >> 22) * 4;
+    if ((v = mmu_ept(c, pde_pa, &pde_pa))) return v;
     if (!phys_ok(c, pde_pa, 4)) return fault(c, VEC_MC, 0, pde_pa);
     uint32_t pde = rd32(c, pde_pa);
     if (!(pde & PTE_P)) return fault(c, VEC_PF, err, va);
     uint32_t pte_pa = (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4;
+    if ((v = mmu_ept(c, pte_pa, &pte_pa))) return v;
     if (!phys_ok(c, pte_pa, 4)) return fault(c, VEC_MC, 0, pte_pa);
     uint32_t pte = rd32(c, pte_pa);
     if (!(pte & PTE_P)) return fault(c, VEC_PF, err, va);
     uint32_t bits = PTE_P | (pde & pte & (PTE_W | PTE_U)) | (pte & PTE_D);
     if ((user && !(bits & PTE_U)) || (write && !(bits & PTE_W)))
         return fault(c, VEC_PF, err | PF_PRESENT, va);
-    if ((pte >> 12) >= c->npages) return fault(c, VEC_MC, 0, pte & PTE_FRAME);
+    if ((v = mmu_ept(c, pte & PTE_FRAME, &hpa))) return v;
+    if ((hpa >> 12) >= c->npages) return fault(c, VEC_MC, 0, pte & PTE_FRAME);
     if (set_ad) {
         c->cycles += c->cost_walk;
         if (!(pde & PTE_A)) wr32(c, pde_pa, pde | PTE_A);
@@ -71,7 +75,7 @@ static int walk(cpu_t *c, uint32_t va, int acc, int set_ad, uint32_t *ppn, uint3
         if (npte != pte) wr32(c, pte_pa, npte);
         if (write) bits |= PTE_D;
     }
-    *ppn = pte >> 12;
+    *ppn = hpa >> 12;
     *pbits = bits;
     return 0;
 }

@@ -30,6 +30,9 @@
 #define TLB_AWK 16u
 #define TLB_AWU 32u
 
+/* Not a vector: a guest-physical address the EPT does not map (a VM exit). */
+#define FAULT_EPT 0x100
+
 #define ACC_READ 0
 #define ACC_WRITE 1
 #define ACC_FETCH 2
@@ -98,5 +101,22 @@ cpu_insn mmu_decode_slot(cpu_t *c, uint32_t ppn, unsigned idx);
 void mmu_code_invalidate(cpu_t *c, uint32_t ppn);
 
 void mmu_invlpg(cpu_t *c, uint32_t va);
+
+/* Guest-physical to host-physical in VMX non-root with EPT; identity
+ * otherwise.  0, or FAULT_EPT with c->fault_addr = gpa. */
+static inline int mmu_ept(cpu_t *c, uint32_t gpa, uint32_t *hpa) {
+    if (!(c->nonroot && (c->vmx_ctl & VMX_EPT))) {
+        *hpa = gpa;
+        return 0;
+    }
+    uint32_t g = gpa >> 12;
+    if (g >= c->ept_pages || !c->ept || !c->ept[g]) {
+        c->fault_addr = gpa;
+        c->fault_err = 0;
+        return FAULT_EPT;
+    }
+    *hpa = (c->ept[g] - 1) << 12 | (gpa & 0xfff);
+    return 0;
+}
 
 #endif

@@ -31,6 +31,7 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->cost_exit = 500;
     h->cost_emulate = 200;
     h->cost_reflect = 400;
+    h->cost_vmexit = 2000; /* a VM exit and entry on Nehalem (Landau et al. 2011) */
     h->quantum = 100000;
     for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
     return h;
@@ -45,6 +46,10 @@ void hv_free(hv *h) {
 
 static void save(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
+    if (vm->technique == HV_VTX) {
+        hv_vmx_leave(h, vm);
+        return;
+    }
     hv_vcpu *v = &vm->vcpu;
     memcpy(v->r, c->r, sizeof v->r);
     v->pc = c->pc;
@@ -54,6 +59,12 @@ static void save(hv *h, hv_vm *vm) {
 static void load(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     hv_vcpu *v = &vm->vcpu;
+    h->current = vm->id;
+    if (vm->technique == HV_VTX) {
+        hv_vmx_enter(h, vm);
+        return;
+    }
+    for (int i = 0; i < CPU_NVEC; i++) cpu_intercept(c, i, 1); /* every trap comes to us */
     memcpy(c->r, v->r, sizeof c->r);
     c->pc = v->pc;
     cpu_set_flags(c, v->flags | CPU_FL_IF); /* the real IF is on: the hypervisor's timer must get through */
@@ -95,26 +106,33 @@ int hv_run(hv *h, uint64_t max_steps) {
         h->slice_end = c->cycles + h->quantum;
     }
     while (c->steps < end) {
-        if (vm->vcpu.halted) { /* idle in hlt: time passes to its next tick */
+        if (vm->vcpu.halted && vm->technique == HV_TRAP_EMULATE) { /* idle in hlt until its tick */
             if (c->cycles < vm->vcpu.vtimer_deadline) c->cycles = vm->vcpu.vtimer_deadline;
             hv_check_virq(h, vm);
         }
         arm_timer(h, vm);
         int rc = cpu_run(c, end - c->steps);
         if (rc == CPU_EXIT_BUDGET) return rc;
-        if (rc == CPU_EXIT_TRAP) {
+        if (rc == CPU_EXIT_TRAP && vm->technique == HV_TRAP_EMULATE) {
             hv_exit(h, vm);
+        } else if (rc == CPU_EXIT_VMX && vm->technique == HV_VTX) {
+            hv_vmx_exit(h, vm);
         } else if (rc == CPU_EXIT_SHUTDOWN || rc == CPU_EXIT_HALT) {
-            vm->done = 1; /* cannot happen to a guest: every trap is intercepted */
-        } else if (rc != CPU_EXIT_VMX) {
+            vm->done = 1; /* the guest shut down (VT-x: its own triple fault) */
+        } else {
             return rc; /* a breakpoint or a stop asked by the host */
         }
         if (vm->done || c->cycles >= h->slice_end) { /* the next VM's turn */
-            save(h, vm);
             hv_vm *next = pick(h);
-            if (!next) return CPU_EXIT_HALT;
-            if (next != vm || vm->done) load(h, next);
-            vm = next;
+            if (next != vm) {
+                save(h, vm);
+                if (!next) {
+                    h->current = -1;
+                    return CPU_EXIT_HALT;
+                }
+                load(h, next);
+                vm = next;
+            }
             h->slice_end = c->cycles + h->quantum;
         }
     }

@@ -30,7 +30,7 @@
 #include "cpu/asm.h"
 #include "cpu/cpu.h"
 
-enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_TECHNIQUE_COUNT };
+enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_TECHNIQUE_COUNT };
 
 /* Virtual interrupt lines of a vCPU (vector 32 + line). */
 #define HV_VIRQ_TIMER 0
@@ -69,6 +69,10 @@ typedef struct hv_vm {
     asm_image *images;
     int nimages;
     int done;             /* shut down or halted for good */
+    /* VT-x: the VMCS's control fields (guest state is in vcpu) */
+    uint32_t vmx_ctl, vmx_exc;
+    uint32_t *ept;        /* guest page -> host page + 1, for the EPT */
+    int launched;         /* vmlaunch done: later entries are vmresume */
 } hv_vm;
 
 typedef struct hv {
@@ -81,6 +85,7 @@ typedef struct hv {
     uint32_t cost_exit;   /* cycles for one trip into the hypervisor and back */
     uint32_t cost_emulate;
     uint32_t cost_reflect;
+    uint32_t cost_vmexit; /* VT-x: a VM exit and the VM entry back */
     uint64_t quantum;     /* cycles a VM runs before the next one gets the CPU */
     uint64_t slice_end;   /* host cycle at which the current VM's slice ends */
 } hv;

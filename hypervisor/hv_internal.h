@@ -32,6 +32,16 @@ int hv_exit(hv *h, hv_vm *vm); /* handle the host exit in h->host->exit; 0 or a 
 void hv_check_virq(hv *h, hv_vm *vm);
 void hv_reflect(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t aux, uint32_t at);
 
+/* vdev.c */
+uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint32_t pc);
+uint32_t hv_vcpuid(const hv_vm *vm, uint32_t leaf);
+
+/* vmx.c */
+void hv_vmx_enter(hv *h, hv_vm *vm); /* load the guest state, VM entry */
+void hv_vmx_leave(hv *h, hv_vm *vm); /* save the guest state after a VM exit */
+int hv_vmx_exit(hv *h, hv_vm *vm);   /* handle h->host->exit */
+void hv_vmx_deliver_pending(hv *h, hv_vm *vm);
+
 /* hv.c */
 void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);
 

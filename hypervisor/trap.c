@@ -32,19 +32,6 @@ static void set_vcpl(hv *h, hv_vm *vm, int vcpl) {
     cpu_set_cpl(h->host, real_ring(vm, vcpl));
 }
 
-static void console_put(hv_vm *vm, char ch) {
-    if (vm->console_len + 2 > vm->console_cap) {
-        size_t cap = vm->console_cap ? vm->console_cap * 2 : 256;
-        if (cap > (1u << 20)) return;
-        char *p = realloc(vm->console, cap);
-        if (!p) return;
-        vm->console = p;
-        vm->console_cap = cap;
-    }
-    vm->console[vm->console_len++] = ch;
-    vm->console[vm->console_len] = 0;
-}
-
 /* Deliver vector into the guest, as its hardware would: through the guest's
  * vector table, onto its kernel stack, into its ring 0.  `at` is the guest
  * pc the trap came from; the host pc holds the return address. */
@@ -168,24 +155,9 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
     }
     case OP_IN:
     case OP_OUT: {
-        uint32_t port = (uint32_t)in->imm & 0xffff, val = in->op == OP_OUT ? R[in->rb] : 0xffffffffu;
-        if (port == PORT_CONSOLE) {
-            if (in->op == OP_OUT)
-                console_put(vm, (char)(val & 0xff));
-            else
-                val = 0;
-        } else if (port == PORT_TIMER) {
-            if (in->op == OP_OUT) {
-                v->vtimer_period = val;
-                v->vtimer_deadline = val ? c->cycles + val : 0;
-            } else {
-                val = v->vtimer_period && v->vtimer_deadline > c->cycles
-                          ? (uint32_t)(v->vtimer_deadline - c->cycles)
-                          : 0;
-            }
-        }
+        uint32_t port = (uint32_t)in->imm & 0xffff, val = in->op == OP_OUT ? R[in->rb] : 0;
+        val = hv_vio(h, vm, in->op == OP_OUT, port, val, x->pc);
         if (in->op == OP_IN) R[in->ra] = val;
-        hv_emit(h, EV_HV_IO, in->op == OP_OUT, 0, x->pc, port, val);
         result = val;
         break;
     }
@@ -217,14 +189,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
         R[in->rb] = (uint32_t)(c->cycles >> 32);
         result = R[in->ra];
         break;
-    case OP_CPUID: { /* the VM's own processor: its memory size, not the host's */
-        uint32_t leaf = R[in->rb];
-        R[in->ra] = result = leaf == 0   ? 0x42414c56u
-                             : leaf == 1 ? (1u | 2u) /* no VMX inside the VM */
-                             : leaf == 2 ? vm->mem_size / 1024
-                                         : 0;
-        break;
-    }
+    case OP_CPUID: R[in->ra] = result = hv_vcpuid(vm, R[in->rb]); break;
     default: /* VMX instructions: no nested virtualization */
         c->pc = x->pc;
         hv_reflect(h, vm, VEC_UD, CAUSE_UD, 0, x->word[0], x->pc);

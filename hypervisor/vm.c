@@ -8,7 +8,7 @@
 #include <string.h>
 
 const char *hv_technique_name(int t) {
-    static const char *const n[HV_TECHNIQUE_COUNT] = {"native", "trap-and-emulate"};
+    static const char *const n[HV_TECHNIQUE_COUNT] = {"native", "trap-and-emulate", "vt-x"};
     return t >= 0 && t < HV_TECHNIQUE_COUNT ? n[t] : "?";
 }
 
@@ -30,8 +30,9 @@ uint32_t hv_alloc_frame(hv *h) {
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
                  char *err, size_t errlen) {
     uint32_t npages = (mem_bytes + CPU_PAGE - 1) / CPU_PAGE;
-    if (npages == 0 || technique != HV_TRAP_EMULATE || (kernel_ring != 1 && kernel_ring != 3)) {
-        snprintf(err, errlen, "a VM needs memory, technique trap-and-emulate and kernel ring 1 or 3");
+    if (npages == 0 || (technique != HV_TRAP_EMULATE && technique != HV_VTX) ||
+        (kernel_ring != 1 && kernel_ring != 3)) {
+        snprintf(err, errlen, "a VM needs memory, a technique (trap-and-emulate, vt-x) and kernel ring 1 or 3");
         return NULL;
     }
     if (npages + 1 > h->free_frames) {
@@ -65,6 +66,20 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
     vm->shadow_pd = hv_alloc_frame(h) << 12;
+    if (technique == HV_VTX) {
+        /* the guest kernel keeps ring 0 in non-root mode; its guest-physical
+         * memory is reached through the EPT (SDM 28.2), built from the p2m */
+        vm->kernel_ring = 0;
+        vm->ept = calloc(npages, sizeof *vm->ept);
+        if (!vm->ept) {
+            hv_vm_free(vm);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        for (uint32_t g = 0; g < npages; g++) vm->ept[g] = vm->p2m[g] + 1;
+        vm->vmx_ctl = VMX_HLT_EXIT | VMX_IO_EXIT | VMX_EXTINT_EXIT | VMX_EPT;
+        vm->vmx_exc = 0; /* the guest handles its own exceptions */
+    }
     h->vms[h->nvms++] = vm;
     return vm;
 }
@@ -74,6 +89,7 @@ void hv_vm_free(hv_vm *vm) {
     free(vm->p2m);
     free(vm->pt_frames);
     free(vm->shadow_pts);
+    free(vm->ept);
     free(vm->console);
     for (int i = 0; i < vm->nimages; i++) asm_image_free(&vm->images[i]);
     free(vm->images);

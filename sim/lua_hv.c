@@ -102,8 +102,8 @@ static int hv_vm_create(lua_State *L) {
         lua_pop(L, 4);
     }
     int t = hv_technique_by_name(tech);
-    if (t != HV_TRAP_EMULATE)
-        return luaL_error(L, "vm: technique '%s' is not available (this release: trap-and-emulate)", tech);
+    if (t != HV_TRAP_EMULATE && t != HV_VTX)
+        return luaL_error(L, "vm: technique '%s' is not available (this release: trap-and-emulate, vt-x)", tech);
     if (ring != 1 && ring != 3) return luaL_error(L, "vm: kernel_ring must be 1 or 3");
     if (mem < 4096 || mem > 0x10000000) return luaL_error(L, "vm: memory must be 4 KiB .. 256 MiB");
     char err[160];

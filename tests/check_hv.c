@@ -46,14 +46,19 @@ typedef struct virt {
     hv_vm *vm;
 } virt;
 
+static virt in_vm_t(const char *const *files, uint32_t mem, const char *policy, int ring, int tech);
 static virt in_vm(const char *const *files, uint32_t mem, const char *policy, int ring) {
+    return in_vm_t(files, mem, policy, ring, HV_TRAP_EMULATE);
+}
+
+static virt in_vm_t(const char *const *files, uint32_t mem, const char *policy, int ring, int tech) {
     virt v;
     char err[160];
     v.host = cpu_new(8 << 20);
     cpu_policy_preset(v.host, policy);
     v.h = hv_new(v.host, err, sizeof err);
     ck_assert_msg(v.h != NULL, "%s", err);
-    v.vm = hv_vm_new(v.h, "guest", mem, HV_TRAP_EMULATE, ring, err, sizeof err);
+    v.vm = hv_vm_new(v.h, "guest", mem, tech, ring, err, sizeof err);
     ck_assert_msg(v.vm != NULL, "%s", err);
     for (int i = 0; files[i]; i++) {
         asm_image img = assemble(files[i]);
@@ -158,6 +163,52 @@ START_TEST(test_vm_memory_is_elsewhere_on_the_host) {
 }
 END_TEST
 
+/* VT-x: the guest kernel keeps ring 0 in non-root mode, so even on the x86
+ * policy it is equivalent to bare metal; only I/O and hlt exit */
+START_TEST(test_vtx_equivalence_on_x86) {
+    cpu_t *n = native(KERNEL_SENSITIVE, 1 << 20, "x86");
+    virt v = in_vm_t(KERNEL_SENSITIVE, 1 << 20, "x86", 1, HV_VTX);
+    size_t len;
+    const char *con = cpu_console(n, &len);
+    ck_assert_uint_eq(v.vm->console_len, len);
+    ck_assert(memcmp(v.vm->console, con, len) == 0);
+    ck_assert_uint_eq(v.vm->vcpu.reflections, 0); /* its traps never left the VM */
+    ck_assert_uint_eq(v.vm->vcpu.emulated_by_op[OP_OUT], len);
+    ck_assert_uint_eq(v.vm->vcpu.exits, len + 1); /* every byte, and the final hlt */
+    virt_free(&v);
+    cpu_free(n);
+}
+END_TEST
+
+START_TEST(test_vtx_guest_paging_with_ept) {
+    static const char *const files[] = {"docs/examples/paging.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "x86");
+    virt v = in_vm_t(files, 1 << 20, "x86", 1, HV_VTX);
+    for (int r = 6; r <= 12; r++) ck_assert_uint_eq(greg(&v, r), n->r[r]); /* stale TLB included */
+    ck_assert_uint_eq(v.vm->vcpu.vcr[CR_FADDR], 0x1000);
+    virt_free(&v);
+    cpu_free(n);
+}
+END_TEST
+
+START_TEST(test_vtx_timer_injection) {
+    static const char *const files[] = {"docs/examples/timer.s", NULL};
+    virt v = in_vm_t(files, 1 << 20, "x86", 1, HV_VTX);
+    ck_assert_uint_eq(greg(&v, 7), 3);
+    ck_assert_uint_ge(v.vm->vcpu.injections, 3);
+    virt_free(&v);
+}
+END_TEST
+
+START_TEST(test_vtx_fault_stays_in_guest) {
+    static const char *const files[] = {"docs/examples/divzero.s", NULL};
+    virt v = in_vm_t(files, 1 << 20, "x86", 1, HV_VTX);
+    ck_assert_uint_eq(greg(&v, 3), 7);
+    ck_assert_uint_eq(greg(&v, 10), 855); /* the #DE round trip costs what it costs natively */
+    virt_free(&v);
+}
+END_TEST
+
 START_TEST(test_vm_too_big) {
     char err[160];
     cpu_t *host = cpu_new(1 << 20);
@@ -181,6 +232,10 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_fault_reflected);
     tcase_add_test(t, test_vm_memory_is_elsewhere_on_the_host);
     tcase_add_test(t, test_vm_too_big);
+    tcase_add_test(t, test_vtx_equivalence_on_x86);
+    tcase_add_test(t, test_vtx_guest_paging_with_ept);
+    tcase_add_test(t, test_vtx_timer_injection);
+    tcase_add_test(t, test_vtx_fault_stays_in_guest);
     suite_add_tcase(s, t);
     return s;
 }

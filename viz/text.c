@@ -203,6 +203,31 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, "   emulated by the host: '%s' skipped", mn);
         break;
     case EV_TEXT: snprintf(buf, len, "%.*s", (int)s->text_len, s->text ? s->text : ""); break;
+    case EV_VMEXIT: {
+        static const struct {
+            int r;
+            const char *name;
+        } reasons[] = {{VMX_EXIT_EXCEPTION, "exception"}, {VMX_EXIT_EXTINT, "external interrupt"},
+                       {VMX_EXIT_INTWIN, "interrupt window"}, {VMX_EXIT_CPUID, "cpuid"},
+                       {VMX_EXIT_HLT, "hlt"},                {VMX_EXIT_INVLPG, "invlpg"},
+                       {VMX_EXIT_RDTSC, "rdtsc"},            {VMX_EXIT_VMCALL, "vmcall"},
+                       {VMX_EXIT_VMX_INSN, "VMX instruction"}, {VMX_EXIT_CR, "control register"},
+                       {VMX_EXIT_IO, "I/O instruction"},     {VMX_EXIT_DESC, "descriptor table"},
+                       {VMX_EXIT_EPT, "EPT violation"}};
+        const char *rn = "?";
+        for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+            if (reasons[i].r == e->a) rn = reasons[i].name;
+        if (e->a == VMX_EXIT_IO)
+            snprintf(buf, len, ">> VM exit: %s (reason %d), port 0x%x%s", rn, e->a, e->x & 0xffff,
+                     (e->x & 0x10000) ? " out" : " in");
+        else
+            snprintf(buf, len, ">> VM exit: %s (reason %d), qualification 0x%x", rn, e->a, e->x);
+        break;
+    }
+    case EV_VMENTRY:
+        snprintf(buf, len, "<< VM entry (%s) of vm %u at 0x%08x, non-root mode", e->a ? "vmresume" : "vmlaunch",
+                 e->x, e->pc);
+        break;
     case EV_HV_EMULATE:
         mnem_of_word(e->x, mn, sizeof mn);
         snprintf(buf, len, "   hv: emulated '%s' on the virtual CPU (result 0x%x)", mn, e->y);
@@ -270,7 +295,9 @@ static const char *color_of(const cpu_event *e) {
     switch (e->kind) {
     case EV_TRAP: return (e->b & 0xf) == CAUSE_IRQ ? "\033[1;35m" : "\033[1;33m";
     case EV_INTERCEPT:
-    case EV_EMULATE: return "\033[1;36m";
+    case EV_EMULATE:
+    case EV_VMEXIT:
+    case EV_VMENTRY: return "\033[1;36m";
     case EV_IRET: return "\033[36m";
     case EV_SENSITIVE:
     case EV_SHUTDOWN: return "\033[1;31m";

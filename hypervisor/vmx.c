@@ -1,0 +1,150 @@
+/* hypervisor/vmx.c -- VMs run with hardware support, as on Intel VT-x (SDM
+ * vol. 3C ch. 23-28).  The guest kernel keeps ring 0: it runs in VMX
+ * non-root operation, so its sensitive instructions behave as on bare metal
+ * and the x86 holes close.  The VMCS of a VM is its vCPU (guest state) plus
+ * its control fields: HLT exiting, unconditional I/O exiting, external-
+ * interrupt exiting, interrupt-window exiting when an interrupt waits, and
+ * EPT for its guest-physical memory.  The guest's own system calls and
+ * faults never leave the VM; what does leave (a VM exit) comes here with a
+ * reason, and the hypervisor enters the guest again, injecting a virtual
+ * interrupt on the way in when one is due. */
+#include "hypervisor/hv_internal.h"
+
+#include <string.h>
+
+void hv_vmx_enter(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    memcpy(c->r, v->r, sizeof c->r);
+    c->pc = v->pc;
+    cpu_set_flags(c, v->flags | (v->vif ? CPU_FL_IF : 0));
+    c->cpl = v->vcpl;
+    memcpy(c->cr, v->vcr, sizeof c->cr); /* the guest's own control registers */
+    c->vmx_on = 1;
+    c->nonroot = 1;
+    c->vmx_ctl = vm->vmx_ctl;
+    c->vmx_exc = vm->vmx_exc;
+    c->ept = vm->ept;
+    c->ept_pages = vm->npages;
+    c->io_bitmap = NULL;
+    for (int i = 0; i < CPU_NVEC; i++) cpu_intercept(c, i, 0); /* exits come from the controls */
+    c->halted = 0;
+    cpu_tlb_flush(c); /* no VPID: a VM entry starts with an empty TLB */
+    cpu_emit(c, EV_VMENTRY, vm->launched, 0, c->pc, (uint32_t)vm->id, 0);
+    vm->launched = 1;
+    hv_vmx_deliver_pending(h, vm);
+}
+
+void hv_vmx_leave(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    memcpy(v->r, c->r, sizeof v->r);
+    v->pc = c->pc;
+    uint32_t f = cpu_get_flags(c);
+    v->flags = f & CPU_FL_ARITH;
+    v->vif = !!(f & CPU_FL_IF);
+    v->vcpl = c->cpl;
+    memcpy(v->vcr, c->cr, sizeof v->vcr);
+    vm->vmx_ctl = c->vmx_ctl & ~VMX_INTWIN_EXIT;
+    c->nonroot = 0;
+    c->ept = NULL;
+    c->ept_pages = 0;
+    c->vmx_ctl = 0;
+    cpu_tlb_flush(c);
+}
+
+/* The virtual timer, then event injection (on VM entry, SDM 26.6) when the
+ * guest's IF allows, or interrupt-window exiting to wait until it does. */
+void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    if (v->vtimer_period && c->cycles >= v->vtimer_deadline) {
+        v->virq_pending |= 1u << HV_VIRQ_TIMER;
+        uint64_t late = c->cycles - v->vtimer_deadline;
+        v->vtimer_deadline += (uint64_t)v->vtimer_period * (late / v->vtimer_period + 1);
+    }
+    if (!v->virq_pending) {
+        c->vmx_ctl &= ~VMX_INTWIN_EXIT;
+        return;
+    }
+    if (!(c->flags & CPU_FL_IF)) {
+        c->vmx_ctl |= VMX_INTWIN_EXIT; /* exit again as soon as the guest enables interrupts */
+        return;
+    }
+    int line = __builtin_ctz(v->virq_pending);
+    v->virq_pending &= ~(1u << line);
+    v->injections++;
+    c->vmx_ctl &= ~VMX_INTWIN_EXIT;
+    hv_emit(h, EV_HV_INJECT, VEC_IRQ0 + line, 0, c->pc, 0, 0);
+    c->exit.reason = CPU_EXIT_NONE;
+    cpu_deliver(c, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line); /* through the guest's own table */
+}
+
+int hv_vmx_exit(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    const cpu_exit *x = &c->exit;
+    hv_vcpu *v = &vm->vcpu;
+    uint32_t *R = c->r;
+    v->exits++;
+    c->cycles += h->cost_vmexit;
+    switch (x->vmx_reason) {
+    case VMX_EXIT_EXTINT: /* the hypervisor's timer: acknowledge it */
+        c->irq_pending &= ~(1u << x->qual);
+        break;
+    case VMX_EXIT_INTWIN: break; /* the guest enabled interrupts: inject below */
+    case VMX_EXIT_HLT:
+        c->pc = x->next_pc;
+        if ((c->flags & CPU_FL_IF) && v->vtimer_period) { /* idle until its next tick */
+            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+            if (c->cycles < v->vtimer_deadline) c->cycles = v->vtimer_deadline;
+        } else {
+            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);
+            vm->done = 1;
+            return CPU_EXIT_HALT;
+        }
+        break;
+    case VMX_EXIT_IO: {
+        int out = !!(x->qual & 0x10000);
+        uint32_t val = hv_vio(h, vm, out, x->qual & 0xffff, out ? R[x->insn.rb] : 0, x->pc);
+        if (!out) R[x->insn.ra] = val;
+        c->pc = x->next_pc;
+        v->emulations++;
+        v->emulated_by_op[x->insn.op]++;
+        break;
+    }
+    case VMX_EXIT_CPUID:
+        R[x->insn.ra] = hv_vcpuid(vm, R[x->insn.rb]);
+        c->pc = x->next_pc;
+        v->emulations++;
+        v->emulated_by_op[OP_CPUID]++;
+        hv_emit(h, EV_HV_EMULATE, OP_CPUID, 0, x->pc, x->word[0], R[x->insn.ra]);
+        break;
+    case VMX_EXIT_VMCALL: /* no hypercalls are defined for a VT-x guest: it gets -1 */
+        R[0] = 0xffffffffu;
+        c->pc = x->next_pc;
+        break;
+    case VMX_EXIT_VMX_INSN: /* no nested virtualization: #UD in the guest */
+        c->pc = x->pc;
+        cpu_deliver(c, VEC_UD, CAUSE_UD, 0, x->word[0]);
+        break;
+    case VMX_EXIT_EPT: /* guest-physical memory it does not have: a machine check */
+        c->pc = x->pc;
+        cpu_deliver(c, VEC_MC, CAUSE_BUS, 0, x->qual);
+        break;
+    default: { /* an exit this hypervisor does not expect: say so, stop the VM */
+        char note[160];
+        int n = snprintf(note, sizeof note,
+                         "hv: vm %d: unexpected VM exit reason %d at pc 0x%08x (r0=0x%x sp=0x%x); VM stopped",
+                         vm->id, x->vmx_reason, x->pc, R[0], R[CPU_REG_SP]);
+        if (c->trace) cpu_trace_text(c->trace, c->steps, c->cycles, 0, TEXT_NOTE, note, (size_t)n);
+        vm->done = 1;
+        return CPU_EXIT_SHUTDOWN;
+    }
+    }
+    if (c->dead) {
+        vm->done = 1;
+        return CPU_EXIT_SHUTDOWN;
+    }
+    hv_vmx_deliver_pending(h, vm);
+    return 0;
+}
