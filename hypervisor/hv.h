@@ -75,6 +75,7 @@ typedef struct hv_vm {
     int launched;         /* vmlaunch done: later entries are vmresume */
 } hv_vm;
 
+struct hv;
 typedef struct hv {
     cpu_t *host;          /* the physical machine (not owned) */
     uint32_t next_frame;  /* frame allocator: next free host page */
@@ -86,6 +87,13 @@ typedef struct hv {
     uint32_t cost_emulate;
     uint32_t cost_reflect;
     uint32_t cost_vmexit; /* VT-x: a VM exit and the VM entry back */
+    /* A routine that replaces the built-in interpreter routine of an
+     * instruction (a lab writes its own cli/sti/popf): return 1 when it
+     * emulated the instruction (pc then moves past it), 0 to fall back to
+     * the built-in one.  The host CPU holds the guest's registers. */
+    int (*emulate_hook)(void *ud, struct hv *h, hv_vm *vm, const cpu_exit *x);
+    void *emulate_ud;
+    uint8_t hooked[OP_COUNT]; /* which instructions the hook wants */
     uint64_t quantum;     /* cycles a VM runs before the next one gets the CPU */
     uint64_t slice_end;   /* host cycle at which the current VM's slice ends */
 } hv;
@@ -103,6 +111,10 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
 /* Copy bytes into guest-physical memory; -1 if out of range. */
 int hv_vm_write_phys(hv *h, hv_vm *vm, uint32_t gpa, const void *src, size_t n);
 int hv_vm_read_phys(hv *h, hv_vm *vm, uint32_t gpa, void *dst, size_t n);
+/* Guest-virtual memory, through the guest's own page tables, with its
+ * kernel's rights; -1 where the guest would fault. */
+int hv_vm_read_virt(hv *h, hv_vm *vm, uint32_t va, void *dst, size_t n);
+int hv_vm_write_virt(hv *h, hv_vm *vm, uint32_t va, const void *src, size_t n);
 
 /* Run the VMs until every one has halted or shut down, or max_steps ran.
  * Returns a cpu exit reason of the last run slice (CPU_EXIT_BUDGET when

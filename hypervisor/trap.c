@@ -116,6 +116,17 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
     hv_vcpu *v = &vm->vcpu;
     const cpu_insn *in = &x->insn;
     uint32_t *R = c->r, result = 0;
+    if (h->emulate_hook && in->op < OP_COUNT && h->hooked[in->op]) {
+        c->pc = x->pc;
+        if (h->emulate_hook(h->emulate_ud, h, vm, x)) { /* a routine written in the scenario */
+            if (c->pc == x->pc) c->pc = x->next_pc;
+            v->emulations++;
+            v->emulated_by_op[in->op]++;
+            c->cycles += h->cost_emulate;
+            hv_emit(h, EV_HV_EMULATE, in->op, 1, x->pc, x->word[0], 0);
+            return vm->done ? -1 : 0;
+        }
+    }
     c->pc = x->next_pc;
     switch (in->op) {
     case OP_CLI: v->vif = 0; break;

@@ -185,3 +185,19 @@ int hv_guest_copy(hv *h, hv_vm *vm, uint32_t va, void *buf, size_t n, int write)
     }
     return 0;
 }
+
+/* A VT-x guest on the CPU has its own control registers there: the CPU's
+ * walk (through the EPT) is the guest's; otherwise walk its virtual ones. */
+static int on_cpu_vtx(const hv *h, const hv_vm *vm) {
+    return vm->technique == HV_VTX && h->current == vm->id && h->host->nonroot;
+}
+
+int hv_vm_read_virt(hv *h, hv_vm *vm, uint32_t va, void *dst, size_t n) {
+    if (on_cpu_vtx(h, vm)) return cpu_virt_read(h->host, va, dst, n);
+    return hv_guest_copy(h, vm, va, dst, n, 0);
+}
+
+int hv_vm_write_virt(hv *h, hv_vm *vm, uint32_t va, const void *src, size_t n) {
+    if (on_cpu_vtx(h, vm)) return cpu_virt_write(h->host, va, src, n);
+    return hv_guest_copy(h, vm, va, (void *)src, n, 1);
+}

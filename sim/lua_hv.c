@@ -20,6 +20,7 @@
 typedef struct hv_box {
     hv *h;
     sim_machine *m; /* the physical machine */
+    lua_State *L;   /* the state running hv:run, for emulation routines */
 } hv_box;
 
 typedef struct vm_box {
@@ -116,6 +117,10 @@ static int hv_vm_create(lua_State *L) {
     luaL_setmetatable(L, MT_VM);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* the VM keeps its hypervisor alive */
+    lua_getiuservalue(L, 1, 1);  /* and the hypervisor knows its VMs' objects */
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, vm->id + 1);
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -296,6 +301,70 @@ static int vm_index(lua_State *L) {
     return 1;
 }
 
+/* Set what the guest sees: registers, pc, its virtual interrupt flag. */
+static int vm_newindex(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    hv_vm *vm = vb->vm;
+    int running = vb->owner->h->current == vm->id;
+    cpu_t *c = vb->owner->h->host;
+    vb->owner->m->host_dirty = 1;
+    if (strcmp(k, "interrupts") == 0) {
+        vm->vcpu.vif = (uint8_t)lua_toboolean(L, 3);
+        if (vm->technique == HV_VTX && running) {
+            if (vm->vcpu.vif) c->flags |= CPU_FL_IF;
+            else c->flags &= ~CPU_FL_IF;
+        }
+        return 0;
+    }
+    uint32_t v = (uint32_t)luaL_checkinteger(L, 3);
+    int r = -1;
+    if (strcmp(k, "sp") == 0) r = CPU_REG_SP;
+    else if (k[0] == 'r' && k[1] >= '0' && k[1] <= '9' && atoi(k + 1) < 16) r = atoi(k + 1);
+    if (r >= 0) {
+        if (running) c->r[r] = v;
+        else vm->vcpu.r[r] = v;
+    } else if (strcmp(k, "pc") == 0) {
+        if (running) c->pc = v;
+        else vm->vcpu.pc = v;
+    } else {
+        return luaL_error(L, "VM field '%s' cannot be set", k);
+    }
+    return 0;
+}
+
+/* vm:push(value) / vm:pop(): the guest's stack, through its own page tables */
+static int vm_push(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    uint32_t v = (uint32_t)luaL_checkinteger(L, 2);
+    hv *h = vb->owner->h;
+    if (h->current != vb->vm->id) return luaL_error(L, "push: the VM is not on the CPU");
+    cpu_t *c = h->host;
+    uint32_t sp = c->r[CPU_REG_SP] - 4;
+    if (hv_vm_write_virt(h, vb->vm, sp, &v, 4)) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    c->r[CPU_REG_SP] = sp;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int vm_pop(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    hv *h = vb->owner->h;
+    if (h->current != vb->vm->id) return luaL_error(L, "pop: the VM is not on the CPU");
+    cpu_t *c = h->host;
+    uint32_t v;
+    if (hv_vm_read_virt(h, vb->vm, c->r[CPU_REG_SP], &v, 4)) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    c->r[CPU_REG_SP] += 4;
+    lua_pushinteger(L, v);
+    return 1;
+}
+
 static int vm_tostring(lua_State *L) {
     vm_box *vb = luaL_checkudata(L, 1, MT_VM);
     if (!vb->vm) {
@@ -304,6 +373,79 @@ static int vm_tostring(lua_State *L) {
     }
     lua_pushfstring(L, "vm %d \"%s\" (%s)", vb->vm->id, vb->vm->name, hv_technique_name(vb->vm->technique));
     return 1;
+}
+
+static void push_trap(lua_State *L, const cpu_exit *x) {
+    char dis[64];
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, x->pc);
+    lua_setfield(L, -2, "pc");
+    lua_pushinteger(L, x->next_pc);
+    lua_setfield(L, -2, "next_pc");
+    cpu_disasm(&x->insn, x->pc, dis, sizeof dis);
+    lua_pushstring(L, dis);
+    lua_setfield(L, -2, "insn");
+    lua_pushstring(L, x->insn.op < OP_COUNT ? cpu_isa[x->insn.op].mnem : "?");
+    lua_setfield(L, -2, "mnem");
+    lua_pushinteger(L, x->insn.ra);
+    lua_setfield(L, -2, "ra");
+    lua_pushinteger(L, x->insn.rb);
+    lua_setfield(L, -2, "rb");
+    lua_pushinteger(L, x->insn.imm);
+    lua_setfield(L, -2, "imm");
+}
+
+/* The hypervisor asks the scenario to emulate an instruction. */
+static int emulate_hook(void *ud, hv *h, hv_vm *vm, const cpu_exit *x) {
+    hv_box *b = ud;
+    lua_State *L = b->L;
+    (void)h;
+    lua_getfield(L, LUA_REGISTRYINDEX, "vlab.hv.routines");
+    lua_rawgetp(L, -1, b);                        /* routines of this hypervisor */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_getfield(L, -1, cpu_isa[x->insn.op].mnem);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 3);
+        return 0;
+    }
+    lua_rawgetp(L, -3, (char *)b + 1); /* the VM objects: registry table [b+1] */
+    lua_rawgeti(L, -1, vm->id + 1);
+    lua_remove(L, -2);
+    push_trap(L, x);
+    lua_call(L, 2, 1);
+    int done = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+    return done;
+}
+
+/* hv:emulate(mnemonic, fn): replace the interpreter routine of a privileged
+ * instruction with fn(vm, trap); fn returns true when it emulated it. */
+static int hv_emulate(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    const char *mn = luaL_checkstring(L, 2);
+    int op = cpu_op_by_mnem(mn);
+    if (op == OP_INVALID || cpu_isa[op].part != SYSTEM)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "'%s' is not a system instruction", mn));
+    if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_getfield(L, LUA_REGISTRYINDEX, "vlab.hv.routines");
+    lua_rawgetp(L, -1, b);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, -3, b);
+        lua_getiuservalue(L, 1, 1); /* the VM objects, for the routines' first argument */
+        lua_rawsetp(L, -3, (char *)b + 1);
+    }
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, mn);
+    b->h->hooked[op] = !lua_isnil(L, 3);
+    b->h->emulate_hook = emulate_hook;
+    b->h->emulate_ud = b;
+    return 0;
 }
 
 /* hv:run{max_steps=} */
@@ -319,6 +461,7 @@ static int hv_run_l(lua_State *L) {
     }
     cpu_t *c = b->h->host;
     sim_switch_to(s, b->m);
+    b->L = L;
     int rc = CPU_EXIT_BUDGET;
     while (done < max) {
         if (s->limit_msg[0]) return sim_lua_limit(L);
@@ -387,13 +530,18 @@ static int hv_index(lua_State *L) {
 }
 
 void sim_lua_open_hv(lua_State *L) {
-    static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create}, {"run", hv_run_l}, {"cost", hv_cost}, {NULL, NULL}};
+    static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create}, {"run", hv_run_l}, {"cost", hv_cost},
+                                          {"emulate", hv_emulate}, {NULL, NULL}};
     static const luaL_Reg hv_meta[] = {{"__index", hv_index}, {"__gc", hv_gc}, {NULL, NULL}};
     static const luaL_Reg vm_methods[] = {{"load", vm_load},       {"load_file", vm_load_file},
                                           {"console", vm_console}, {"read32", vm_read32},
                                           {"memory", vm_memory},   {"stats", vm_stats},
+                                          {"push", vm_push},       {"pop", vm_pop},
                                           {NULL, NULL}};
-    static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__tostring", vm_tostring}, {NULL, NULL}};
+    static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},
+                                       {"__tostring", vm_tostring}, {NULL, NULL}};
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "vlab.hv.routines");
     luaL_newmetatable(L, MT_HV);
     luaL_setfuncs(L, hv_meta, 0);
     luaL_newlib(L, hv_methods);

@@ -1,9 +1,9 @@
 --[[ Slide: "Recap -- Arrows? What runs in User / Kernel Mode?"
      (Large Systems, Week 1 L2: Virtualization part 2)
 
-A tiny kernel (asm/kernel.s) boots in ring 0, kernel mode: it fills in its
-vector table and enters the user program in ring 3, user mode, with iret.
-The user program (asm/hello-user.s) cannot touch the console itself; it asks
+A tiny kernel (tiny/kernel.s, in the guest library scenarios/guests/) boots
+in ring 0, kernel mode: it fills in its vector table and enters the user program in ring 3, user mode, with iret.
+The user program (tiny/hello-user.s) cannot touch the console itself; it asks
 the kernel with `syscall`, which TRAPS into ring 0 through vector 0x80.  The
 kernel's handler writes the bytes to the console port with `out` -- a
 privileged instruction -- and `iret` returns to ring 3.
@@ -20,8 +20,8 @@ Try:  vlab slides-examples/01-syscall-user-kernel.lua --show traps,io
 ]]
 
 local m = vlab.machine{ name = "bare metal" }
-m:load_file("asm/kernel.s")                       -- pc = its `start` label
-m:load_file("asm/hello-user.s", { entry = false }) -- just the bytes, at 0x10000
+m:load_file("tiny/kernel.s")                       -- pc = its `start` label
+m:load_file("tiny/hello-user.s", { entry = false }) -- just the bytes, at 0x10000
 
 local r = m:run()
 expect_eq(r.reason, "halt", "the kernel stops the machine when the program exits")

@@ -7,7 +7,7 @@ Run it twice and compare:
     vlab slides-examples/02-sensitive-instructions.lua --policy strict
     vlab slides-examples/02-sensitive-instructions.lua --policy x86
 
-The program (asm/sensitive-user.s) runs in ring 3 and tries:
+The program (tiny/sensitive-user.s) runs in ring 3 and tries:
   1. smsw -- reads the machine status word, whose low bits are the ring;
   2. cli  -- turns interrupts off;
   3. popf -- turns interrupts off the way a kernel's critical section does.
@@ -28,8 +28,8 @@ What to observe:
 -- vlab-test: --policy strict
 
 local m = vlab.machine{ name = "bare metal" }      -- policy: --policy, default x86
-m:load_file("asm/kernel.s")
-m:load_file("asm/sensitive-user.s", { entry = false })
+m:load_file("tiny/kernel.s")
+m:load_file("tiny/sensitive-user.s", { entry = false })
 
 local r = m:run()
 expect_eq(r.reason, "halt")

@@ -36,16 +36,16 @@ What to observe:
 local function console_of(technique)
   if technique == "native" then
     local m = vlab.machine{ name = "bare metal" }
-    m:load_file("asm/kernel.s")
-    m:load_file("asm/sensitive-user.s", { entry = false })
+    m:load_file("tiny/kernel.s")
+    m:load_file("tiny/sensitive-user.s", { entry = false })
     local r = m:run()
     expect_eq(r.reason, "halt")
     return m:console(), m.cycles
   end
   local hv = vlab.hypervisor{ name = "host", memory = 4 * 1024 * 1024 }
   local vm = hv:vm{ name = "guest", memory = 1024 * 1024, technique = technique, kernel_ring = 1 }
-  vm:load_file("asm/kernel.s")
-  vm:load_file("asm/sensitive-user.s", { entry = false })
+  vm:load_file("tiny/kernel.s")
+  vm:load_file("tiny/sensitive-user.s", { entry = false })
   local r = hv:run()
   expect_eq(r.reason, "halt")
   expect(vm.done, "the guest kernel halted")

@@ -24,15 +24,15 @@ What to observe:
 local function run(technique)
   if technique == "native" then
     local m = vlab.machine{ name = "bare metal" }
-    m:load_file("asm/kernel.s")
-    m:load_file("asm/sensitive-user.s", { entry = false })
+    m:load_file("tiny/kernel.s")
+    m:load_file("tiny/sensitive-user.s", { entry = false })
     expect_eq(m:run().reason, "halt")
     return m:console(), m.cycles, nil
   end
   local hv = vlab.hypervisor{ name = technique .. " host", memory = 4 * 1024 * 1024 }
   local vm = hv:vm{ name = "guest", technique = technique }
-  vm:load_file("asm/kernel.s")
-  vm:load_file("asm/sensitive-user.s", { entry = false })
+  vm:load_file("tiny/kernel.s")
+  vm:load_file("tiny/sensitive-user.s", { entry = false })
   expect_eq(hv:run().reason, "halt")
   return vm:console(), hv.cycles, vm:stats()
 end

@@ -80,8 +80,8 @@ static void virt_free(virt *v) {
 /* the guest's registers when it halted: kept in the vCPU */
 static uint32_t greg(const virt *v, int r) { return v->vm->vcpu.r[r]; }
 
-static const char *const KERNEL_SENSITIVE[] = {"slides-examples/asm/kernel.s",
-                                               "slides-examples/asm/sensitive-user.s", NULL};
+static const char *const KERNEL_SENSITIVE[] = {"scenarios/guests/tiny/kernel.s",
+                                               "scenarios/guests/tiny/sensitive-user.s", NULL};
 
 START_TEST(test_equivalence_strict_console) {
     for (int ring = 1; ring <= 3; ring += 2) {

@@ -230,7 +230,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         break;
     case EV_HV_EMULATE:
         mnem_of_word(e->x, mn, sizeof mn);
-        snprintf(buf, len, "   hv: emulated '%s' on the virtual CPU (result 0x%x)", mn, e->y);
+        if (e->b == 1)
+            snprintf(buf, len, "   hv: emulated '%s' with the scenario's own routine", mn);
+        else
+            snprintf(buf, len, "   hv: emulated '%s' on the virtual CPU (result 0x%x)", mn, e->y);
         break;
     case EV_HV_REFLECT: {
         char vb[24];

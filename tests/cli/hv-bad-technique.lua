@@ -1,0 +1,2 @@
+local hv = vlab.hypervisor{}
+hv:vm{ technique = "magic" }
