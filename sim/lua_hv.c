@@ -498,11 +498,11 @@ static int hv_run_l(lua_State *L) {
     return 1;
 }
 
-/* hv:cost(name [, cycles]): "exit", "emulate", "reflect" */
+/* hv:cost(name [, cycles]): "exit", "emulate", "reflect", "vmexit" */
 static int hv_cost(lua_State *L) {
     hv_box *b = check_hv(L, 1);
-    static const char *const names[] = {"exit", "emulate", "reflect", NULL};
-    uint32_t *slots[] = {&b->h->cost_exit, &b->h->cost_emulate, &b->h->cost_reflect};
+    static const char *const names[] = {"exit", "emulate", "reflect", "vmexit", NULL};
+    uint32_t *slots[] = {&b->h->cost_exit, &b->h->cost_emulate, &b->h->cost_reflect, &b->h->cost_vmexit};
     int i = luaL_checkoption(L, 2, NULL, names);
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);
