@@ -87,29 +87,75 @@ static void arm_timer(hv *h, hv_vm *vm) {
     c->event_at = 0;
 }
 
+static int runnable(const hv_vm *vm) { return !vm->done && !vm->vcpu.halted; }
+
+/* The next VM to run: round-robin after the current one, or the one with
+ * the least weighted CPU time (proportional share, as in stride or
+ * weighted-fair scheduling). */
 static hv_vm *pick(hv *h) {
+    hv_vm *best = NULL;
     for (int k = 1; k <= h->nvms; k++) {
-        int i = (h->current + k + h->nvms) % h->nvms;
-        if (h->current < 0) i = k - 1;
-        if (!h->vms[i]->done) return h->vms[i];
+        int i = h->current < 0 ? k - 1 : (h->current + k) % h->nvms;
+        hv_vm *vm = h->vms[i];
+        if (!runnable(vm)) continue;
+        if (h->sched == HV_SCHED_RR) return vm;
+        if (!best || vm->pass < best->pass || (vm->pass == best->pass && vm->id < best->id)) best = vm;
     }
-    return NULL;
+    return best;
+}
+
+/* VMs waiting in hlt wake at their virtual tick.  When no VM can run, the
+ * CPU idles: time jumps to the earliest tick.  0 when nothing will ever run. */
+static int wake(hv *h) {
+    cpu_t *c = h->host;
+    for (;;) {
+        int any = 0;
+        uint64_t next = UINT64_MAX;
+        for (int i = 0; i < h->nvms; i++) {
+            hv_vm *vm = h->vms[i];
+            if (vm->done) continue;
+            if (vm->vcpu.halted) {
+                if (c->cycles >= vm->vcpu.vtimer_deadline) vm->vcpu.halted = 0;
+                else if (vm->vcpu.vtimer_deadline < next) next = vm->vcpu.vtimer_deadline;
+            }
+            any |= runnable(vm);
+        }
+        if (any) return 1;
+        if (next == UINT64_MAX) return 0;
+        c->cycles = next; /* every VM waits: the physical CPU idles */
+    }
+}
+
+/* Take the CPU from vm (may be NULL) and give it to the next one. */
+static hv_vm *switch_vm(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    if (vm) {
+        uint64_t used = c->cycles - h->slice_start;
+        vm->cpu_cycles += used;
+        vm->pass += used / (vm->weight ? vm->weight : 1);
+    }
+    hv_vm *next = wake(h) ? pick(h) : NULL;
+    if (next != vm) {
+        if (vm) save(h, vm);
+        h->current = -1;
+        if (!next) return NULL;
+        load(h, next);
+        next->slices++;
+    }
+    if (next->technique == HV_TRAP_EMULATE) hv_check_virq(h, next); /* a tick that woke it */
+    h->slice_start = c->cycles;
+    h->slice_end = c->cycles + h->quantum;
+    return next;
 }
 
 int hv_run(hv *h, uint64_t max_steps) {
     cpu_t *c = h->host;
     uint64_t end = c->steps + max_steps;
-    hv_vm *vm = h->current >= 0 && !h->vms[h->current]->done ? h->vms[h->current] : NULL;
-    if (!vm) {
-        if (!(vm = pick(h))) return CPU_EXIT_HALT;
-        load(h, vm);
-        h->slice_end = c->cycles + h->quantum;
+    hv_vm *vm = h->current >= 0 ? h->vms[h->current] : NULL;
+    if (!vm || !runnable(vm)) {
+        if (!(vm = switch_vm(h, vm))) return CPU_EXIT_HALT;
     }
     while (c->steps < end) {
-        if (vm->vcpu.halted && vm->technique == HV_TRAP_EMULATE) { /* idle in hlt until its tick */
-            if (c->cycles < vm->vcpu.vtimer_deadline) c->cycles = vm->vcpu.vtimer_deadline;
-            hv_check_virq(h, vm);
-        }
         arm_timer(h, vm);
         int rc = cpu_run(c, end - c->steps);
         if (rc == CPU_EXIT_BUDGET) return rc;
@@ -122,18 +168,8 @@ int hv_run(hv *h, uint64_t max_steps) {
         } else {
             return rc; /* a breakpoint or a stop asked by the host */
         }
-        if (vm->done || c->cycles >= h->slice_end) { /* the next VM's turn */
-            hv_vm *next = pick(h);
-            if (next != vm) {
-                save(h, vm);
-                if (!next) {
-                    h->current = -1;
-                    return CPU_EXIT_HALT;
-                }
-                load(h, next);
-                vm = next;
-            }
-            h->slice_end = c->cycles + h->quantum;
+        if (!runnable(vm) || c->cycles >= h->slice_end) { /* the next VM's turn */
+            if (!(vm = switch_vm(h, vm))) return CPU_EXIT_HALT;
         }
     }
     return CPU_EXIT_BUDGET;

@@ -73,7 +73,14 @@ typedef struct hv_vm {
     uint32_t vmx_ctl, vmx_exc;
     uint32_t *ept;        /* guest page -> host page + 1, for the EPT */
     int launched;         /* vmlaunch done: later entries are vmresume */
+    /* scheduling */
+    uint32_t weight;      /* proportional share: CPU time in proportion to this (default 1) */
+    uint64_t cpu_cycles;  /* cycles this VM held the physical CPU */
+    uint64_t pass;        /* weighted CPU time: the share scheduler runs the lowest */
+    uint64_t slices;      /* times it got the CPU */
 } hv_vm;
+
+enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 
 struct hv;
 typedef struct hv {
@@ -95,6 +102,8 @@ typedef struct hv {
     void *emulate_ud;
     uint8_t hooked[OP_COUNT]; /* which instructions the hook wants */
     uint64_t quantum;     /* cycles a VM runs before the next one gets the CPU */
+    int sched;            /* hv_sched */
+    uint64_t slice_start; /* host cycle when the current VM got the CPU */
     uint64_t slice_end;   /* host cycle at which the current VM's slice ends */
 } hv;
 

@@ -143,10 +143,9 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
         break;
     }
     case OP_HLT:
-        if (v->vif && v->vtimer_period) { /* idle until the virtual timer */
+        if (v->vif && v->vtimer_period) { /* wait for the virtual timer: the CPU goes to another VM */
             v->halted = 1;
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
-            if (c->cycles < v->vtimer_deadline) c->cycles = v->vtimer_deadline;
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);
             vm->done = 1;

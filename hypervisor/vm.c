@@ -18,13 +18,13 @@ int hv_technique_by_name(const char *name) {
     return -1;
 }
 
+/* Frames are handed out once and never reused, and the host's memory
+ * starts zeroed, so a new guest page reads as zeros (ESX zeroes new machine
+ * pages, Waldspurger 2002) without the hypervisor touching it. */
 uint32_t hv_alloc_frame(hv *h) {
     if (!h->free_frames) return 0;
     h->free_frames--;
-    uint32_t f = h->next_frame++;
-    uint8_t zero[CPU_PAGE] = {0};
-    cpu_phys_write(h->host, f << 12, zero, CPU_PAGE); /* ESX zeroes new machine pages (Waldspurger 2002) */
-    return f;
+    return h->next_frame++;
 }
 
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
@@ -62,6 +62,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     snprintf(vm->name, sizeof vm->name, "%s", name && *name ? name : "vm");
     vm->technique = technique;
     vm->kernel_ring = kernel_ring;
+    vm->weight = 1;
     vm->npages = npages;
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);

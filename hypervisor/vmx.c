@@ -94,9 +94,10 @@ int hv_vmx_exit(hv *h, hv_vm *vm) {
     case VMX_EXIT_INTWIN: break; /* the guest enabled interrupts: inject below */
     case VMX_EXIT_HLT:
         c->pc = x->next_pc;
-        if ((c->flags & CPU_FL_IF) && v->vtimer_period) { /* idle until its next tick */
+        if ((c->flags & CPU_FL_IF) && v->vtimer_period) { /* wait for its next tick: hlt yields */
+            v->halted = 1;
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
-            if (c->cycles < v->vtimer_deadline) c->cycles = v->vtimer_deadline;
+            return 0;
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);
             vm->done = 1;

@@ -43,7 +43,7 @@ static vm_box *check_vm(lua_State *L, int i) {
 /* vlab.hypervisor{memory=, policy=, name=, quantum=} */
 static int l_hypervisor(lua_State *L) {
     sim_session *s = sim_lua_session(L);
-    const char *policy = s->opt.policy, *name = "host";
+    const char *policy = s->opt.policy, *name = "host", *sched = "round-robin";
     lua_Integer mem = 16 << 20, quantum = 100000;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
@@ -55,8 +55,12 @@ static int l_hypervisor(lua_State *L) {
         if (!lua_isnil(L, -1)) name = luaL_checkstring(L, -1);
         lua_getfield(L, 1, "quantum");
         if (!lua_isnil(L, -1)) quantum = luaL_checkinteger(L, -1);
-        lua_pop(L, 4);
+        lua_getfield(L, 1, "scheduler");
+        if (!lua_isnil(L, -1)) sched = luaL_checkstring(L, -1);
+        lua_pop(L, 5);
     }
+    if (strcmp(sched, "round-robin") && strcmp(sched, "share"))
+        return luaL_error(L, "hypervisor: scheduler must be 'round-robin' or 'share', not '%s'", sched);
     if (mem < (1 << 17) || mem > 0x10000000)
         return luaL_error(L, "hypervisor: memory must be 128 KiB .. 256 MiB");
     if (quantum < 1000) return luaL_error(L, "hypervisor: quantum must be at least 1000 cycles");
@@ -69,6 +73,7 @@ static int l_hypervisor(lua_State *L) {
     b->h = hv_new(b->m->cpu, err, sizeof err);
     if (!b->h) return luaL_error(L, "hypervisor: %s", err);
     b->h->quantum = (uint64_t)quantum;
+    b->h->sched = strcmp(sched, "share") == 0 ? HV_SCHED_SHARE : HV_SCHED_RR;
     sim_register_hv(s, b->h, b->m);
     lua_newtable(L); /* the VMs, kept alive with the hypervisor */
     lua_setiuservalue(L, -2, 1);
@@ -89,7 +94,7 @@ static int hv_gc(lua_State *L) {
 static int hv_vm_create(lua_State *L) {
     hv_box *b = check_hv(L, 1);
     const char *name = "vm", *tech = "trap-and-emulate";
-    lua_Integer mem = 1 << 20, ring = 1;
+    lua_Integer mem = 1 << 20, ring = 1, weight = 1;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "name");
@@ -100,8 +105,11 @@ static int hv_vm_create(lua_State *L) {
         if (!lua_isnil(L, -1)) tech = luaL_checkstring(L, -1);
         lua_getfield(L, 2, "kernel_ring");
         if (!lua_isnil(L, -1)) ring = luaL_checkinteger(L, -1);
-        lua_pop(L, 4);
+        lua_getfield(L, 2, "weight");
+        if (!lua_isnil(L, -1)) weight = luaL_checkinteger(L, -1);
+        lua_pop(L, 5);
     }
+    if (weight < 1 || weight > 1000) return luaL_error(L, "vm: weight must be 1..1000");
     int t = hv_technique_by_name(tech);
     if (t != HV_TRAP_EMULATE && t != HV_VTX)
         return luaL_error(L, "vm: technique '%s' is not available (this release: trap-and-emulate, vt-x)", tech);
@@ -110,6 +118,7 @@ static int hv_vm_create(lua_State *L) {
     char err[160];
     hv_vm *vm = hv_vm_new(b->h, name, (uint32_t)mem, t, (int)ring, err, sizeof err);
     if (!vm) return luaL_error(L, "vm: %s", err);
+    vm->weight = (uint32_t)weight;
     b->m->host_dirty = 1;
     vm_box *vb = lua_newuserdatauv(L, sizeof *vb, 1);
     vb->vm = vm;
@@ -262,6 +271,8 @@ static int vm_stats(lua_State *L) {
     set_int(L, "injections", (lua_Integer)v->injections);
     set_int(L, "shadow_fills", (lua_Integer)v->shadow_fills);
     set_int(L, "pt_writes", (lua_Integer)v->pt_writes);
+    set_int(L, "cpu_cycles", (lua_Integer)vb->vm->cpu_cycles);
+    set_int(L, "slices", (lua_Integer)vb->vm->slices);
     lua_newtable(L);
     for (int op = 0; op < OP_COUNT; op++)
         if (v->emulated_by_op[op]) set_int(L, cpu_isa[op].mnem, (lua_Integer)v->emulated_by_op[op]);
@@ -293,6 +304,7 @@ static int vm_index(lua_State *L) {
     else if (strcmp(k, "id") == 0) lua_pushinteger(L, vm->id);
     else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
     else if (strcmp(k, "technique") == 0) lua_pushstring(L, hv_technique_name(vm->technique));
+    else if (strcmp(k, "weight") == 0) lua_pushinteger(L, vm->weight);
     else {
         luaL_getmetafield(L, 1, "__methods");
         lua_getfield(L, -1, k);

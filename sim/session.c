@@ -239,8 +239,10 @@ static void summary_vms(strbuf *b, const hv *h) {
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
-        sb_printf(b, "  vm %d '%s' (%s, guest kernel in ring %d): %s\n", vm->id, vm->name,
-                  hv_technique_name(vm->technique), vm->kernel_ring, vm->done ? "finished" : "runnable");
+        sb_printf(b, "  vm %d '%s' (%s, guest kernel in ring %d, weight %u): %s, %llu cycles on the CPU in %llu slices\n",
+                  vm->id, vm->name, hv_technique_name(vm->technique), vm->kernel_ring, vm->weight,
+                  vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
+                  (unsigned long long)vm->slices);
         sb_printf(b, "    exits %llu, emulated %llu, reflected %llu, injected %llu, shadow fills %llu, "
                      "page-table writes %llu\n",
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
