@@ -165,7 +165,13 @@ START_TEST(test_scenario_replay) {
     run_result a, b;
     run_case(c, "--trace", tf, &a);
     ck_assert_msg(a.status == 0, "%s exited %d: %s", c->path, a.status, a.err);
-    const char *argv[] = {"vlab", "replay", tf, NULL};
+    const char *argv[6] = {"vlab", "replay", tf, NULL};
+    for (int i = 0; i + 1 < c->nargs; i++) /* the same event classes as the run */
+        if (strcmp(c->args[i], "--show") == 0) {
+            argv[3] = "--show";
+            argv[4] = c->args[i + 1];
+            argv[5] = NULL;
+        }
     ck_assert(run_vlab(argv, NULL, &b) == 0);
     ck_assert_msg(b.status == 0, "replay exited %d: %s", b.status, b.err);
     ck_assert_msg(a.out_len == b.out_len && memcmp(a.out, b.out, a.out_len) == 0,
