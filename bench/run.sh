@@ -10,6 +10,10 @@
 #                     taken off both (<= 3.0)
 #   paging_slowdown   paging on / paging off (<= 1.25)
 #   startup_over_lua  trivial scenario / `lua5.4 -e ''` (<= 1.5)
+#   virt_over_native  a hot loop that never traps, in a VM / on bare metal,
+#                     for each technique (<= 1.3)
+#   idle_vm_kib       host memory per idle VM beyond the guest pages it
+#                     touched, from 100 idle VMs (<= 64)
 set -eu
 cd "$(dirname "$0")/.."
 VLAB=${VLAB:-./vlab}
@@ -59,3 +63,16 @@ echo "trace_slowdown: $(awk -v a="$traced" -v b="$untraced_small" -v z="$start" 
 echo "trace_bytes_per_instruction: $(awk -v s="$tsize" -v n="$steps_t" 'BEGIN { printf "%.1f", s / n }')"
 echo "paging_slowdown: $(ratio "$paged" "$flat")"
 echo "startup_over_lua: $(ratio "$s_vlab" "$s_lua")"
+
+# the hypervisor: a loop that never traps, natively and in VMs
+NV=${BENCH_NV:-50000000}
+v_native=$(med $VLAB bench/virt.lua --quiet --max-steps 100000000000 -- native "$NV")
+for t in trap-and-emulate vt-x; do
+    v_t=$(med $VLAB bench/virt.lua --quiet --max-steps 100000000000 -- "$t" "$NV")
+    echo "virt_over_native_$(echo "$t" | tr -d -- '-' | sed 's/trapandemulate/te/;s/vtx/vtx/'): $(awk -v a="$v_t" -v b="$v_native" -v z="$start" 'BEGIN { printf "%.2f", (a - z) / (b - z) }')"
+done
+# memory: 100 idle VMs against none (peak RSS, KiB), less the guest pages they touched
+rss0=$(/usr/bin/time -f %M $VLAB bench/idle.lua --quiet -- 0 2>&1 >/dev/null | tail -1)
+touched=$($VLAB bench/idle.lua --quiet -- 100)
+rss100=$(/usr/bin/time -f %M $VLAB bench/idle.lua --quiet -- 100 2>&1 >/dev/null | tail -1)
+echo "idle_vm_kib: $(awk -v a="$rss100" -v b="$rss0" -v t="$touched" 'BEGIN { printf "%.1f", (a - b - 4 * t) / 100 }')"

@@ -16,6 +16,7 @@ libgraphviz-dev:libgvc and libcgraph, the diagrams
 graphviz:dot, to check exported diagrams in tests
 check:the Check unit-test framework
 tmux:driving the TUI in tests
+time:/usr/bin/time, for memory figures in make bench
 "
 
 missing=""
