@@ -123,6 +123,7 @@ void cpu_free(cpu_t *c) {
     free(c->mem);
     free(c->console);
     free(c->breaks);
+    free(c->callouts);
     free(c);
 }
 
@@ -144,7 +145,7 @@ void cpu_reset(cpu_t *c) {
 
 const char *cpu_exit_name(int r) {
     static const char *const n[CPU_EXIT_COUNT] = {"none",  "budget",   "halt", "breakpoint", "trap",
-                                                  "event", "shutdown", "vmx",  "stop"};
+                                                  "event", "shutdown", "vmx",  "stop", "callout"};
     return r >= 0 && r < CPU_EXIT_COUNT ? n[r] : "?";
 }
 
@@ -213,6 +214,54 @@ int cpu_break_del(cpu_t *c, uint32_t va) {
             return 0;
         }
     return -1;
+}
+
+static uint32_t callout_slot(uint32_t va, uint32_t cap) { return (va * 2654435761u) & (cap - 1); }
+
+int cpu_is_callout(const cpu_t *c, uint32_t va) {
+    if (!c->ncallouts) return 0;
+    for (uint32_t i = callout_slot(va, c->callout_cap);; i = (i + 1) & (c->callout_cap - 1)) {
+        if (c->callouts[i] == va + 1) return 1;
+        if (c->callouts[i] == 0) return 0;
+    }
+}
+
+int cpu_callout_add(cpu_t *c, uint32_t va) {
+    if (cpu_is_callout(c, va)) return 0;
+    if ((c->ncallouts + 1) * 2 > c->callout_cap) { /* grow, keeping it half empty */
+        uint32_t cap = c->callout_cap ? c->callout_cap * 2 : 256, *old = c->callouts, oc = c->callout_cap;
+        uint32_t *t = calloc(cap, sizeof *t);
+        if (!t) return -1;
+        c->callouts = t;
+        c->callout_cap = cap;
+        c->ncallouts = 0;
+        for (uint32_t i = 0; i < oc; i++)
+            if (old[i]) cpu_callout_add(c, old[i] - 1);
+        free(old);
+    }
+    uint32_t i = callout_slot(va, c->callout_cap);
+    while (c->callouts[i]) i = (i + 1) & (c->callout_cap - 1);
+    c->callouts[i] = va + 1;
+    c->ncallouts++;
+    return 0;
+}
+
+void cpu_callout_del(cpu_t *c, uint32_t va) {
+    if (!cpu_is_callout(c, va)) return;
+    /* rebuild without it (deletions are rare: a translated page was written) */
+    uint32_t *old = c->callouts, oc = c->callout_cap;
+    c->callouts = NULL;
+    c->callout_cap = 0;
+    c->ncallouts = 0;
+    for (uint32_t i = 0; i < oc; i++)
+        if (old[i] && old[i] != va + 1) cpu_callout_add(c, old[i] - 1);
+    free(old);
+}
+
+void cpu_callout_clear(cpu_t *c) {
+    free(c->callouts);
+    c->callouts = NULL;
+    c->ncallouts = c->callout_cap = 0;
 }
 
 static int is_break(const cpu_t *c, uint32_t pc) {
@@ -704,11 +753,20 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
     do {                                                                                           \
         if (checked) {                                                                             \
             if (has_breaks) {                                                                      \
-                if (!skip_break && is_break(c, pc)) {                                              \
+                if (!skip_break && c->nbreaks && is_break(c, pc)) {                                \
                     SAVE();                                                                        \
                     cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);                                         \
                     c->exit.pc = pc;                                                               \
                     rc = CPU_EXIT_BREAK;                                                           \
+                    goto out;                                                                      \
+                }                                                                                  \
+                if (!skip_break && c->cpl != 3 && c->ncallouts && ip->op <= OP_INVALID &&          \
+                    cpu_is_callout(c, pc)) {                                                       \
+                    SAVE();                                                                        \
+                    c->exit = (cpu_exit){.reason = CPU_EXIT_CALLOUT, .pc = pc,                     \
+                                         .next_pc = pc + ip->size, .insn = *ip};                   \
+                    cpu_encode(ip, c->exit.word);                                                  \
+                    rc = CPU_EXIT_CALLOUT;                                                         \
                     goto out;                                                                      \
                 }                                                                                  \
                 skip_break = 0;                                                                    \
@@ -732,7 +790,7 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
     do {                                                                                           \
         if (checked) {                                                                             \
             FLUSH_BLOCK();                                                                         \
-            if (has_breaks && !skip_break && is_break(c, pc)) {                                    \
+            if (has_breaks && !skip_break && c->nbreaks && is_break(c, pc)) {                      \
                 SAVE();                                                                            \
                 cpu_emit(c, EV_BREAK, 0, 0, pc, 0, 0);                                             \
                 c->exit.pc = pc;                                                                   \
@@ -861,6 +919,7 @@ static void record_insn(cpu_t *c, const cpu_insn *ip, uint32_t pc, uint8_t mode,
 
 int cpu_run(cpu_t *c, uint64_t max_steps) {
     if (max_steps == 0) return CPU_EXIT_BUDGET;
-    if (c->nbreaks || (c->trace && c->trace->insns)) return run_checked(c, max_steps);
+    if (c->nbreaks || (c->trace && c->trace->insns) || (c->ncallouts && c->cpl != 3))
+        return run_checked(c, max_steps);
     return run_fast(c, max_steps);
 }

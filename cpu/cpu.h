@@ -71,6 +71,7 @@ enum cpu_exit_reason {
     CPU_EXIT_SHUTDOWN, /* triple fault: the machine is dead until reset */
     CPU_EXIT_VMX,      /* a VMX instruction needs the VMM (exit.insn) */
     CPU_EXIT_STOP,     /* the host asked the run to stop (cpu_request_stop) */
+    CPU_EXIT_CALLOUT,  /* pc reached a callout outside ring 3 (binary translation); not run */
     CPU_EXIT_COUNT
 };
 
@@ -188,6 +189,8 @@ struct cpu {
     cpu_event stop_event; /* the event that matched stop_on */
     uint32_t *breaks;
     int nbreaks, breaks_cap;
+    uint32_t *callouts;     /* open-addressed set of va + 1 (0: empty) */
+    uint32_t ncallouts, callout_cap;
     volatile int stop_req;
     cpu_trace *trace; /* NULL: nothing recorded */
     cpu_exit exit;
@@ -244,6 +247,15 @@ void cpu_set_cpl(cpu_t *c, int cpl);
 /* Breakpoints (virtual addresses) */
 int cpu_break_add(cpu_t *c, uint32_t va);
 int cpu_break_del(cpu_t *c, uint32_t va);
+
+/* Callouts: addresses where code running outside ring 3 leaves the CPU
+ * before the instruction runs (CPU_EXIT_CALLOUT) -- how translated guest
+ * kernel code calls the binary translator (hypervisor/bt.c).  No event is
+ * recorded; the caller says what it did. */
+int cpu_callout_add(cpu_t *c, uint32_t va);
+void cpu_callout_del(cpu_t *c, uint32_t va);
+void cpu_callout_clear(cpu_t *c);
+int cpu_is_callout(const cpu_t *c, uint32_t va);
 
 /* Console output so far */
 const char *cpu_console(const cpu_t *c, size_t *len);

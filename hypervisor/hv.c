@@ -69,7 +69,7 @@ static void load(hv *h, hv_vm *vm) {
     c->pc = v->pc;
     cpu_set_flags(c, v->flags | CPU_FL_IF); /* the real IF is on: the hypervisor's timer must get through */
     cpu_set_cpl(c, v->vcpl == 3 ? 3 : vm->kernel_ring);
-    cpu_set_cr(c, CR_PTBR, vm->shadow_pd);
+    cpu_set_cr(c, CR_PTBR, hv_shadow_root(vm));
     cpu_set_cr(c, CR_STATUS, CPU_ST_PG);
     c->halted = 0;
     h->current = vm->id;

@@ -59,7 +59,8 @@ typedef struct hv_vm {
     uint32_t mem_size;    /* guest-physical bytes */
     uint32_t npages;
     uint32_t *p2m;        /* guest page -> host page number */
-    uint32_t shadow_pd;   /* host-physical address of the shadow page directory */
+    uint32_t shadow_pd;   /* host-physical shadow page directory for the guest's user mode */
+    uint32_t shadow_kpd;  /* ... and for its kernel mode (kernel_ring 3 needs U on kernel pages) */
     uint32_t *shadow_pts; /* host frames used as shadow page tables (reused after a flush) */
     int nshadow, shadow_used;
     uint32_t *pt_frames;  /* guest pages that hold guest page tables (bitmap) */

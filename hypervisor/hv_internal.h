@@ -19,6 +19,10 @@ int hv_is_pt(const hv_vm *vm, uint32_t gpa);
 
 /* shadow.c */
 void hv_shadow_flush(hv *h, hv_vm *vm);
+/* The shadow page directory for the guest's current mode. */
+static inline uint32_t hv_shadow_root(const hv_vm *vm) {
+    return vm->vcpu.vcpl == 3 ? vm->shadow_pd : vm->shadow_kpd;
+}
 /* A host page fault at va while the guest ran: fill the shadow entry from
  * the guest's tables (0: retry the instruction), or say the guest itself
  * faults (VEC_PF / VEC_MC with *gerr its error code). */

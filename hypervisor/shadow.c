@@ -10,7 +10,11 @@
  * are mapped read-only, so the guest's writes to its tables trap and the
  * shadow is dropped (Adams & Agesen 2006, "tracing"; Barham et al. 2003 for
  * the paravirtual alternative).  A change of the guest's ptbr or paging bit
- * drops the whole shadow, as a shadow-paging VMM without caching does. */
+ * drops the whole shadow, as a shadow-paging VMM without caching does.
+ *
+ * There are two shadows, one for the guest's kernel mode and one for its
+ * user mode (switched with the virtual ring): a guest kernel deprivileged to
+ * ring 3 must reach its supervisor pages, which its processes must not. */
 #include "hypervisor/hv_internal.h"
 
 #include <stdlib.h>
@@ -27,13 +31,14 @@ static void wr(hv *h, uint32_t pa, uint32_t v) { cpu_phys_write(h->host, pa, &v,
 void hv_shadow_flush(hv *h, hv_vm *vm) {
     uint8_t zero[CPU_PAGE] = {0};
     cpu_phys_write(h->host, vm->shadow_pd, zero, CPU_PAGE);
+    cpu_phys_write(h->host, vm->shadow_kpd, zero, CPU_PAGE);
     vm->shadow_used = 0; /* the page tables are reused as they are needed again */
     cpu_tlb_flush(h->host);
 }
 
 /* A shadow page table for the 4 MiB region of va (allocated or reused). */
 static int shadow_pt(hv *h, hv_vm *vm, uint32_t va, uint32_t *pt) {
-    uint32_t pde_pa = vm->shadow_pd + (va >> 22) * 4, pde = rd(h, pde_pa);
+    uint32_t pde_pa = hv_shadow_root(vm) + (va >> 22) * 4, pde = rd(h, pde_pa);
     if (pde & PTE_P) {
         *pt = pde & PTE_FRAME;
         return 0;
@@ -76,8 +81,9 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
     /* writable only when the guest allows it, its dirty bit is set, and the
      * page is not one of the guest's page tables */
     if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa)) pte |= PTE_W | PTE_D;
-    /* with guest paging off, "physical" memory is all reachable, as natively */
-    if (!(v->vcr[CR_STATUS] & CPU_ST_PG)) pte |= PTE_U;
+    /* with guest paging off, "physical" memory is all reachable, as natively;
+     * a guest kernel in ring 3 reaches its supervisor pages through its own shadow */
+    if (!(v->vcr[CR_STATUS] & CPU_ST_PG) || (v->vcpl != 3 && vm->kernel_ring == 3)) pte |= PTE_U;
     pte |= PTE_A;
     wr(h, pte_pa, pte);
     cpu_invlpg(h->host, va);
@@ -87,7 +93,7 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
 }
 
 void hv_shadow_set_writable(hv *h, hv_vm *vm, uint32_t va, int writable) {
-    uint32_t pde = rd(h, vm->shadow_pd + (va >> 22) * 4);
+    uint32_t pde = rd(h, hv_shadow_root(vm) + (va >> 22) * 4);
     if (!(pde & PTE_P)) return;
     uint32_t pte_pa = (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4, pte = rd(h, pte_pa);
     if (!(pte & PTE_P)) return;

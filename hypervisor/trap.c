@@ -28,8 +28,10 @@ static uint32_t guest_flags(hv *h, hv_vm *vm) {
 static int real_ring(const hv_vm *vm, int vcpl) { return vcpl == 3 ? 3 : vm->kernel_ring; }
 
 static void set_vcpl(hv *h, hv_vm *vm, int vcpl) {
+    int was = vm->vcpu.vcpl == 3;
     vm->vcpu.vcpl = (uint8_t)vcpl;
     cpu_set_cpl(h->host, real_ring(vm, vcpl));
+    if (was != (vcpl == 3)) cpu_set_cr(h->host, CR_PTBR, hv_shadow_root(vm)); /* the other shadow */
 }
 
 /* Deliver vector into the guest, as its hardware would: through the guest's

@@ -35,7 +35,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
         snprintf(err, errlen, "a VM needs memory, a technique (trap-and-emulate, vt-x) and kernel ring 1 or 3");
         return NULL;
     }
-    if (npages + 1 > h->free_frames) {
+    if (npages + 2 > h->free_frames) {
         snprintf(err, errlen, "the host has %u KiB left, the VM wants %u KiB", h->free_frames * 4,
                  npages * 4);
         return NULL;
@@ -67,6 +67,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
     vm->shadow_pd = hv_alloc_frame(h) << 12;
+    vm->shadow_kpd = hv_alloc_frame(h) << 12;
     if (technique == HV_VTX) {
         /* the guest kernel keeps ring 0 in non-root mode; its guest-physical
          * memory is reached through the EPT (SDM 28.2), built from the p2m */
