@@ -235,8 +235,8 @@ static int vm_read32(lua_State *L) {
     return 1;
 }
 
-/* vm:memory(gpa, n): n bytes of guest-physical memory as a string */
-static int vm_memory(lua_State *L) {
+/* vm:bytes(gpa, n): n bytes of guest-physical memory as a string */
+static int vm_bytes(lua_State *L) {
     vm_box *vb = check_vm(L, 1);
     uint32_t a = (uint32_t)luaL_checkinteger(L, 2);
     lua_Integer n = luaL_checkinteger(L, 3);
@@ -547,7 +547,7 @@ void sim_lua_open_hv(lua_State *L) {
     static const luaL_Reg hv_meta[] = {{"__index", hv_index}, {"__gc", hv_gc}, {NULL, NULL}};
     static const luaL_Reg vm_methods[] = {{"load", vm_load},       {"load_file", vm_load_file},
                                           {"console", vm_console}, {"read32", vm_read32},
-                                          {"memory", vm_memory},   {"stats", vm_stats},
+                                          {"bytes", vm_bytes},     {"stats", vm_stats},
                                           {"push", vm_push},       {"pop", vm_pop},
                                           {NULL, NULL}};
     static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},

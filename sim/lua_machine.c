@@ -699,6 +699,23 @@ static int m_phys32(lua_State *L) {
     return 1;
 }
 
+/* m:bytes(pa, n): n bytes of physical memory as a string */
+static int m_bytes(lua_State *L) {
+    sim_machine *m = checkm(L, 1);
+    uint32_t a = (uint32_t)luaL_checkinteger(L, 2);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && n <= (16 << 20), 3, "at most 16 MiB");
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) return luaL_error(L, "out of memory");
+    if (cpu_phys_read(m->cpu, a, buf, (size_t)n)) {
+        free(buf);
+        return mem_result(L, -1, a);
+    }
+    lua_pushlstring(L, buf, (size_t)n);
+    free(buf);
+    return 1;
+}
+
 /* m:read_string(va [, max=256]): bytes up to a NUL */
 static int m_read_string(lua_State *L) {
     sim_machine *m = checkm(L, 1);
@@ -893,7 +910,7 @@ static const luaL_Reg methods[] = {{"load", m_load},
                                    {"read8", m_read8},
                                    {"write32", m_write32},
                                    {"write8", m_write8},
-                                   {"phys32", m_phys32},
+                                   {"phys32", m_phys32}, {"bytes", m_bytes},
                                    {"read_string", m_read_string},
                                    {"cr", m_cr},
                                    {"policy", m_policy},
