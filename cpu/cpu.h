@@ -52,6 +52,7 @@ enum {
 #define PTE_U 0x4
 #define PTE_A 0x20
 #define PTE_D 0x40
+#define PTE_NX 0x200 /* no execute: an instruction fetch faults (x86 XD, kept in bit 9 here) */
 #define PTE_FRAME 0xfffff000u
 
 /* Built-in ports. */

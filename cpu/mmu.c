@@ -63,8 +63,8 @@ static int walk(cpu_t *c, uint32_t va, int acc, int set_ad, uint32_t *ppn, uint3
     if (!phys_ok(c, pte_pa, 4)) return fault(c, VEC_MC, 0, pte_pa);
     uint32_t pte = rd32(c, pte_pa);
     if (!(pte & PTE_P)) return fault(c, VEC_PF, err, va);
-    uint32_t bits = PTE_P | (pde & pte & (PTE_W | PTE_U)) | (pte & PTE_D);
-    if ((user && !(bits & PTE_U)) || (write && !(bits & PTE_W)))
+    uint32_t bits = PTE_P | (pde & pte & (PTE_W | PTE_U)) | (pte & PTE_D) | ((pde | pte) & PTE_NX);
+    if ((user && !(bits & PTE_U)) || (write && !(bits & PTE_W)) || (acc == ACC_FETCH && (bits & PTE_NX)))
         return fault(c, VEC_PF, err | PF_PRESENT, va);
     if ((v = mmu_ept(c, pte & PTE_FRAME, &hpa))) return v;
     if ((hpa >> 12) >= c->npages) return fault(c, VEC_MC, 0, pte & PTE_FRAME);
@@ -90,6 +90,7 @@ cpu_tlb_entry *mmu_fill(cpu_t *c, uint32_t va, int acc, int *vec) {
     cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
     uint32_t perm = TLB_RK;
     if (bits & PTE_U) perm |= TLB_RU;
+    if (!(bits & PTE_NX)) perm |= TLB_XK | ((bits & PTE_U) ? TLB_XU : 0);
     /* write access is cached only once the dirty bit is set; the fast path never writes code */
     if ((bits & PTE_W) && (bits & PTE_D)) {
         perm |= TLB_AWK | ((bits & PTE_U) ? TLB_AWU : 0);
@@ -110,7 +111,8 @@ int mmu_access_slow(cpu_t *c, uint32_t va, void *buf, unsigned n, int acc) {
         uint32_t off = va & 0xfff, k = CPU_PAGE - off;
         if (k > n) k = n;
         cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
-        uint32_t need = write ? (c->cpl == 3 ? TLB_AWU : TLB_AWK) : mmu_need(c, 0);
+        uint32_t need = write ? (c->cpl == 3 ? TLB_AWU : TLB_AWK)
+                        : acc == ACC_FETCH ? mmu_need_exec(c) : mmu_need(c, 0);
         if (!(e->vpn == (va >> 12) + 1 && (e->perm & need))) {
             int vec;
             e = mmu_fill(c, va, acc, &vec);

@@ -29,6 +29,10 @@
  * these, so code pages cost no extra walk and see the same TLB as any page. */
 #define TLB_AWK 16u
 #define TLB_AWU 32u
+#define TLB_XK 64u  /* kernel instruction fetch (no NX) */
+#define TLB_XU 128u /* user instruction fetch */
+
+static inline uint32_t mmu_need_exec(const cpu_t *c) { return c->cpl == 3 ? TLB_XU : TLB_XK; }
 
 /* Not a vector: a guest-physical address the EPT does not map (a VM exit). */
 #define FAULT_EPT 0x100
