@@ -760,7 +760,7 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
                     rc = CPU_EXIT_BREAK;                                                           \
                     goto out;                                                                      \
                 }                                                                                  \
-                if (!skip_break && c->cpl != 3 && c->ncallouts && ip->op <= OP_INVALID &&          \
+                if (c->cpl != 3 && c->ncallouts && ip->op <= OP_INVALID && /* never skipped */    \
                     cpu_is_callout(c, pc)) {                                                       \
                     SAVE();                                                                        \
                     c->exit = (cpu_exit){.reason = CPU_EXIT_CALLOUT, .pc = pc,                     \

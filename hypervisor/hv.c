@@ -32,6 +32,8 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->cost_emulate = 200;
     h->cost_reflect = 400;
     h->cost_vmexit = 2000; /* a VM exit and entry on Nehalem (Landau et al. 2011) */
+    h->cost_translate = 4000; /* translating a page of kernel code: startup S is high ... */
+    h->cost_callout = 40;     /* ... and a callout T is cheap (Adams & Agesen: cr8wr 35 cycles) */
     h->quantum = 100000;
     for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
     return h;
@@ -142,7 +144,7 @@ static hv_vm *switch_vm(hv *h, hv_vm *vm) {
         load(h, next);
         next->slices++;
     }
-    if (next->technique == HV_TRAP_EMULATE) hv_check_virq(h, next); /* a tick that woke it */
+    if (next->technique != HV_VTX) hv_check_virq(h, next); /* a tick that woke it */
     h->slice_start = c->cycles;
     h->slice_end = c->cycles + h->quantum;
     return next;
@@ -159,8 +161,10 @@ int hv_run(hv *h, uint64_t max_steps) {
         arm_timer(h, vm);
         int rc = cpu_run(c, end - c->steps);
         if (rc == CPU_EXIT_BUDGET) return rc;
-        if (rc == CPU_EXIT_TRAP && vm->technique == HV_TRAP_EMULATE) {
+        if (rc == CPU_EXIT_TRAP && (vm->technique == HV_TRAP_EMULATE || vm->technique == HV_BT)) {
             hv_exit(h, vm);
+        } else if (rc == CPU_EXIT_CALLOUT && vm->technique == HV_BT) {
+            hv_bt_callout(h, vm);
         } else if (rc == CPU_EXIT_VMX && vm->technique == HV_VTX) {
             hv_vmx_exit(h, vm);
         } else if (rc == CPU_EXIT_SHUTDOWN || rc == CPU_EXIT_HALT) {

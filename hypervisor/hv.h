@@ -30,10 +30,12 @@
 #include "cpu/asm.h"
 #include "cpu/cpu.h"
 
-enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_TECHNIQUE_COUNT };
+enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_BT = 3, HV_TECHNIQUE_COUNT };
 
 /* Virtual interrupt lines of a vCPU (vector 32 + line). */
 #define HV_VIRQ_TIMER 0
+
+typedef struct hv_adaptive hv_adaptive;
 
 typedef struct hv_vcpu {
     /* the guest's registers while it is not on the physical CPU */
@@ -48,6 +50,7 @@ typedef struct hv_vcpu {
     uint32_t virq_pending;
     /* statistics for the summary */
     uint64_t exits, emulations, reflections, injections, shadow_fills, pt_writes;
+    uint64_t translations, translated_blocks, retranslations, callouts; /* binary translation */
     uint64_t emulated_by_op[OP_COUNT];
 } hv_vcpu;
 
@@ -74,6 +77,12 @@ typedef struct hv_vm {
     uint32_t vmx_ctl, vmx_exc;
     uint32_t *ept;        /* guest page -> host page + 1, for the EPT */
     int launched;         /* vmlaunch done: later entries are vmresume */
+    /* binary translation: per guest page, the virtual page it was translated at | 1 */
+    uint32_t *bt_va;
+    struct hv_adaptive {
+        uint32_t pc, faults;
+    } adaptive[32]; /* kernel stores that fault on page tables (adaptive BT) */
+    int nadaptive;
     /* scheduling */
     uint32_t weight;      /* proportional share: CPU time in proportion to this (default 1) */
     uint64_t cpu_cycles;  /* cycles this VM held the physical CPU */
@@ -95,6 +104,8 @@ typedef struct hv {
     uint32_t cost_emulate;
     uint32_t cost_reflect;
     uint32_t cost_vmexit; /* VT-x: a VM exit and the VM entry back */
+    uint32_t cost_translate; /* binary translation: translating a page of guest kernel code */
+    uint32_t cost_callout;   /* binary translation: translated code calling the translator */
     /* A routine that replaces the built-in interpreter routine of an
      * instruction (a lab writes its own cli/sti/popf): return 1 when it
      * emulated the instruction (pc then moves past it), 0 to fall back to

@@ -36,6 +36,18 @@ int hv_exit(hv *h, hv_vm *vm); /* handle the host exit in h->host->exit; 0 or a 
 void hv_check_virq(hv *h, hv_vm *vm);
 void hv_reflect(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t aux, uint32_t at);
 
+/* trap.c: one interpreter routine, charged `cost`, traced with tag (0 after
+ * a trap, 2 from translated code); 0 emulated, 1 faulted (reflected), -1 VM stops */
+int hv_emulate_insn(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag);
+
+/* bt.c */
+int hv_bt_translated(const hv_vm *vm, uint32_t gpa);
+void hv_bt_translate(hv *h, hv_vm *vm, uint32_t gpa, uint32_t va);
+void hv_bt_invalidate(hv *h, hv_vm *vm, uint32_t gpa);
+int hv_bt_code_write(hv *h, hv_vm *vm, uint32_t gpa);
+void hv_bt_store_fault(hv *h, hv_vm *vm, uint32_t pc);
+int hv_bt_callout(hv *h, hv_vm *vm);
+
 /* vdev.c */
 uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint32_t pc);
 uint32_t hv_vcpuid(const hv_vm *vm, uint32_t leaf);

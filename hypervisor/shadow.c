@@ -78,9 +78,17 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
     if (shadow_pt(h, vm, va, &pt)) return VEC_MC;
     uint32_t pte_pa = pt + ((va >> 12) & 0x3ff) * 4;
     uint32_t pte = (hpa & PTE_FRAME) | PTE_P | (bits & PTE_U);
+    /* binary translation: guest kernel code runs only translated, so the
+     * kernel's shadow maps a page no-execute until its first fetch translates it */
+    int bt = vm->technique == HV_BT, translated = bt && hv_bt_translated(vm, gpa);
+    if (bt && v->vcpl != 3 && acc == 2 && !translated) {
+        hv_bt_translate(h, vm, gpa, va);
+        translated = 1;
+    }
+    if (bt && v->vcpl != 3 && !translated) pte |= PTE_NX;
     /* writable only when the guest allows it, its dirty bit is set, and the
-     * page is not one of the guest's page tables */
-    if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa)) pte |= PTE_W | PTE_D;
+     * page is neither one of the guest's page tables nor translated code */
+    if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa) && !translated) pte |= PTE_W | PTE_D;
     /* with guest paging off, "physical" memory is all reachable, as natively;
      * a guest kernel in ring 3 reaches its supervisor pages through its own shadow */
     if (!(v->vcr[CR_STATUS] & CPU_ST_PG) || (v->vcpl != 3 && vm->kernel_ring == 3)) pte |= PTE_U;

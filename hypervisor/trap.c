@@ -113,7 +113,7 @@ static uint32_t vcr_read(hv_vm *vm, int n) {
 /* One interpreter routine per privileged instruction, on the virtual state.
  * Returns 0 when emulated (pc moves on), 1 when the instruction faulted in
  * the guest (already reflected), -1 for "the VM stops". */
-static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
+static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) {
     cpu_t *c = h->host;
     hv_vcpu *v = &vm->vcpu;
     const cpu_insn *in = &x->insn;
@@ -209,13 +209,19 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x) {
     }
     v->emulations++;
     v->emulated_by_op[in->op]++;
-    c->cycles += h->cost_emulate;
-    hv_emit(h, EV_HV_EMULATE, in->op, 0, x->pc, x->word[0], result);
+    c->cycles += cost;
+    hv_emit(h, EV_HV_EMULATE, in->op, tag, x->pc, x->word[0], result);
     return 0;
 fault: /* the guest's stack is not there: its page fault */
     c->pc = x->pc;
     hv_reflect(h, vm, VEC_PF, CAUSE_PF, PF_WRITE, c->r[CPU_REG_SP], x->pc);
     return 1;
+}
+
+int hv_emulate_insn(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) {
+    int r = emulate(h, vm, x, cost, tag);
+    if (!vm->done) hv_check_virq(h, vm);
+    return r;
 }
 
 /* A guest store into one of its own page tables: let the one instruction
@@ -244,7 +250,7 @@ int hv_exit(hv *h, hv_vm *vm) {
         break;
     case VEC_GP:
         if (x->cause == CAUSE_PRIV && v->vcpl == 0) {
-            if (emulate(h, vm, x) < 0) return CPU_EXIT_HALT;
+            if (emulate(h, vm, x, h->cost_emulate, 0) < 0) return CPU_EXIT_HALT;
         } else if (x->cause == CAUSE_INT_DENIED && v->vcpl == 0) {
             /* the guest kernel's `int n` (it is not really in ring 0) */
             c->pc = x->next_pc;
@@ -256,13 +262,19 @@ int hv_exit(hv *h, hv_vm *vm) {
     case VEC_PF: {
         uint32_t gerr = 0;
         int vec = hv_shadow_fault(h, vm, x->addr, x->err, &gerr);
-        if (vec == 0 && (x->err & PF_PRESENT) && (x->err & PF_WRITE)) {
-            /* the entry was there and read-only: a write to a guest page table */
-            uint32_t gpa, bits, e;
-            if (hv_guest_walk(h, vm, x->addr, 1, v->vcpl == 3, &gpa, &bits, &e) == 0 && hv_is_pt(vm, gpa))
-                pt_write(h, vm, x->addr);
-        } else if (vec) {
+        if (vec) {
             hv_reflect(h, vm, vec, vec == VEC_PF ? CAUSE_PF : CAUSE_BUS, gerr, x->addr, x->pc);
+        } else if ((x->err & PF_PRESENT) && (x->err & PF_WRITE)) {
+            /* the entry was there and read-only: a guest page table, or translated code */
+            uint32_t gpa, bits, e;
+            if (hv_guest_walk(h, vm, x->addr, 1, v->vcpl == 3, &gpa, &bits, &e) == 0) {
+                if (vm->technique == HV_BT && hv_bt_translated(vm, gpa)) {
+                    hv_bt_code_write(h, vm, gpa); /* self-modifying code */
+                } else if (hv_is_pt(vm, gpa)) {
+                    pt_write(h, vm, x->addr);
+                    if (vm->technique == HV_BT && v->vcpl == 0) hv_bt_store_fault(h, vm, x->pc);
+                }
+            }
         }
         break;
     }

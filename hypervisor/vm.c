@@ -8,7 +8,8 @@
 #include <string.h>
 
 const char *hv_technique_name(int t) {
-    static const char *const n[HV_TECHNIQUE_COUNT] = {"native", "trap-and-emulate", "vt-x"};
+    static const char *const n[HV_TECHNIQUE_COUNT] = {"native", "trap-and-emulate", "vt-x",
+                                                      "binary-translation"};
     return t >= 0 && t < HV_TECHNIQUE_COUNT ? n[t] : "?";
 }
 
@@ -30,9 +31,11 @@ uint32_t hv_alloc_frame(hv *h) {
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
                  char *err, size_t errlen) {
     uint32_t npages = (mem_bytes + CPU_PAGE - 1) / CPU_PAGE;
-    if (npages == 0 || (technique != HV_TRAP_EMULATE && technique != HV_VTX) ||
+    if (npages == 0 || (technique != HV_TRAP_EMULATE && technique != HV_VTX && technique != HV_BT) ||
         (kernel_ring != 1 && kernel_ring != 3)) {
-        snprintf(err, errlen, "a VM needs memory, a technique (trap-and-emulate, vt-x) and kernel ring 1 or 3");
+        snprintf(err, errlen,
+                 "a VM needs memory, a technique (trap-and-emulate, vt-x, binary-translation) and kernel "
+                 "ring 1 or 3");
         return NULL;
     }
     if (npages + 2 > h->free_frames) {
@@ -68,6 +71,14 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
     vm->shadow_pd = hv_alloc_frame(h) << 12;
     vm->shadow_kpd = hv_alloc_frame(h) << 12;
+    if (technique == HV_BT) {
+        vm->bt_va = calloc(npages, sizeof *vm->bt_va);
+        if (!vm->bt_va) {
+            hv_vm_free(vm);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+    }
     if (technique == HV_VTX) {
         /* the guest kernel keeps ring 0 in non-root mode; its guest-physical
          * memory is reached through the EPT (SDM 28.2), built from the p2m */
@@ -92,6 +103,7 @@ void hv_vm_free(hv_vm *vm) {
     free(vm->pt_frames);
     free(vm->shadow_pts);
     free(vm->ept);
+    free(vm->bt_va);
     free(vm->console);
     for (int i = 0; i < vm->nimages; i++) asm_image_free(&vm->images[i]);
     free(vm->images);

@@ -111,8 +111,9 @@ static int hv_vm_create(lua_State *L) {
     }
     if (weight < 1 || weight > 1000) return luaL_error(L, "vm: weight must be 1..1000");
     int t = hv_technique_by_name(tech);
-    if (t != HV_TRAP_EMULATE && t != HV_VTX)
-        return luaL_error(L, "vm: technique '%s' is not available (this release: trap-and-emulate, vt-x)", tech);
+    if (t != HV_TRAP_EMULATE && t != HV_VTX && t != HV_BT)
+        return luaL_error(L, "vm: technique '%s' is not available (trap-and-emulate, vt-x, binary-translation)",
+                          tech);
     if (ring != 1 && ring != 3) return luaL_error(L, "vm: kernel_ring must be 1 or 3");
     if (mem < 4096 || mem > 0x10000000) return luaL_error(L, "vm: memory must be 4 KiB .. 256 MiB");
     char err[160];
@@ -272,6 +273,10 @@ static int vm_stats(lua_State *L) {
     set_int(L, "shadow_fills", (lua_Integer)v->shadow_fills);
     set_int(L, "pt_writes", (lua_Integer)v->pt_writes);
     set_int(L, "cpu_cycles", (lua_Integer)vb->vm->cpu_cycles);
+    set_int(L, "translations", (lua_Integer)v->translations);
+    set_int(L, "translated_blocks", (lua_Integer)v->translated_blocks);
+    set_int(L, "retranslations", (lua_Integer)v->retranslations);
+    set_int(L, "callouts", (lua_Integer)v->callouts);
     set_int(L, "slices", (lua_Integer)vb->vm->slices);
     lua_newtable(L);
     for (int op = 0; op < OP_COUNT; op++)
@@ -513,8 +518,9 @@ static int hv_run_l(lua_State *L) {
 /* hv:cost(name [, cycles]): "exit", "emulate", "reflect", "vmexit" */
 static int hv_cost(lua_State *L) {
     hv_box *b = check_hv(L, 1);
-    static const char *const names[] = {"exit", "emulate", "reflect", "vmexit", NULL};
-    uint32_t *slots[] = {&b->h->cost_exit, &b->h->cost_emulate, &b->h->cost_reflect, &b->h->cost_vmexit};
+    static const char *const names[] = {"exit", "emulate", "reflect", "vmexit", "translate", "callout", NULL};
+    uint32_t *slots[] = {&b->h->cost_exit,    &b->h->cost_emulate,   &b->h->cost_reflect,
+                         &b->h->cost_vmexit,  &b->h->cost_translate, &b->h->cost_callout};
     int i = luaL_checkoption(L, 2, NULL, names);
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);

@@ -248,6 +248,10 @@ static void summary_vms(strbuf *b, const hv *h) {
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
                   (unsigned long long)v->reflections, (unsigned long long)v->injections,
                   (unsigned long long)v->shadow_fills, (unsigned long long)v->pt_writes);
+        if (vm->technique == HV_BT)
+            sb_printf(b, "    translated %llu pages (%llu blocks), %llu callouts, %llu retranslated stores\n",
+                      (unsigned long long)v->translations, (unsigned long long)v->translated_blocks,
+                      (unsigned long long)v->callouts, (unsigned long long)v->retranslations);
         int any = 0;
         for (int op = 0; op < OP_COUNT; op++)
             if (v->emulated_by_op[op]) {

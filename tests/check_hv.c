@@ -209,6 +209,66 @@ START_TEST(test_vtx_fault_stays_in_guest) {
 }
 END_TEST
 
+/* binary translation: the kernel's critical instructions become callouts
+ * before they run, so even pushf and popf are virtualized on x86 */
+START_TEST(test_bt_closes_the_holes) {
+    static const char *const files[] = {"scenarios/guests/tiny/critical.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "x86");
+    virt te = in_vm_t(files, 1 << 20, "x86", 1, HV_TRAP_EMULATE);
+    virt bt = in_vm_t(files, 1 << 20, "x86", 1, HV_BT);
+    size_t len;
+    const char *con = cpu_console(n, &len);
+    ck_assert_str_eq(con, "cli  -> IF=0\nsti  -> IF=1\npopf -> IF=0\n");
+    ck_assert_str_eq(bt.vm->console, con);
+    ck_assert_str_ne(te.vm->console, con); /* pushf and popf do not trap on x86 */
+    ck_assert_uint_eq(bt.vm->vcpu.translations, 1);
+    ck_assert_uint_gt(bt.vm->vcpu.callouts, 0);
+    ck_assert_uint_lt(bt.vm->vcpu.exits, te.vm->vcpu.exits); /* callouts, not traps */
+    virt_free(&te);
+    virt_free(&bt);
+    cpu_free(n);
+}
+END_TEST
+
+/* a translated page that the guest writes is translated again */
+START_TEST(test_bt_self_modifying_code) {
+    static const char *const files[] = {"scenarios/guests/tiny/kernel.s", "scenarios/guests/tiny/hello-user.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "x86");
+    virt bt = in_vm_t(files, 1 << 20, "x86", 1, HV_BT);
+    size_t len;
+    const char *con = cpu_console(n, &len);
+    ck_assert_str_eq(bt.vm->console, con);
+    virt_free(&bt);
+    cpu_free(n);
+    /* rewrite an instruction of translated kernel code from the kernel itself */
+    char err[160];
+    cpu_t *host = cpu_new(4 << 20);
+    hv *h = hv_new(host, err, sizeof err);
+    hv_vm *vm = hv_vm_new(h, "smc", 1 << 20, HV_BT, 1, err, sizeof err);
+    static const char src[] = "        .org 0x1000\n"
+                              "start:  li    r1, patch\n"
+                              "        li    r2, 0x84\n"   /* hlt */
+                              "        li    r3, 0x700\n"  /* two bytes: out 0x... becomes... */
+                              "        st    [r1], r2\n"  /* patch: nop -> hlt */
+                              "        cli\n"             /* a callout in the same page */
+                              "patch:  nop\n"
+                              "        li    r4, 1\n"     /* not reached: the patched hlt stops it */
+                              "        hlt\n";
+    asm_image img;
+    char *e = NULL;
+    ck_assert_int_eq(asm_assemble(src, strlen(src), "smc.s", NULL, &img, &e), 0);
+    for (int k = 0; k < img.nchunks; k++) hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
+    vm->vcpu.pc = img.entry;
+    asm_image_free(&img);
+    ck_assert_int_eq(hv_run(h, 100000), CPU_EXIT_HALT);
+    ck_assert_uint_eq(vm->vcpu.r[4], 0);           /* the new instruction ran */
+    ck_assert_uint_ge(vm->vcpu.translations, 2);   /* translated, dropped, translated again */
+    ck_assert_uint_ge(vm->vcpu.emulated_by_op[OP_CLI], 1);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 START_TEST(test_vm_too_big) {
     char err[160];
     cpu_t *host = cpu_new(1 << 20);
@@ -236,6 +296,8 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_vtx_guest_paging_with_ept);
     tcase_add_test(t, test_vtx_timer_injection);
     tcase_add_test(t, test_vtx_fault_stays_in_guest);
+    tcase_add_test(t, test_bt_closes_the_holes);
+    tcase_add_test(t, test_bt_self_modifying_code);
     suite_add_tcase(s, t);
     return s;
 }

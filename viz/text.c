@@ -232,6 +232,8 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         mnem_of_word(e->x, mn, sizeof mn);
         if (e->b == 1)
             snprintf(buf, len, "   hv: emulated '%s' with the scenario's own routine", mn);
+        else if (e->b == 2)
+            snprintf(buf, len, "   hv: callout from translated code: '%s' done on the virtual CPU, no trap", mn);
         else
             snprintf(buf, len, "   hv: emulated '%s' on the virtual CPU (result 0x%x)", mn, e->y);
         break;
@@ -257,6 +259,18 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, "   hv: the guest wrote its page table at 0x%08x: shadow dropped", e->x);
         break;
     case EV_HV_VMRUN: snprintf(buf, len, "   hv: vm %d runs on the CPU", e->a); break;
+    case EV_HV_TRANSLATE:
+        if (e->a == 0)
+            snprintf(buf, len,
+                     "   hv: translated kernel code page 0x%08x: %u blocks, %u critical instructions "
+                     "rewritten into callouts",
+                     e->x, e->y >> 16, e->y & 0xffff);
+        else if (e->a == 1)
+            snprintf(buf, len, "   hv: the guest wrote translated page 0x%08x: translation dropped", e->x);
+        else
+            snprintf(buf, len, "   hv: retranslated the store at 0x%08x into a callout (it kept trapping)",
+                     e->pc);
+        break;
     case EV_HV_IO: {
         char ch[8] = "";
         unsigned cv = e->y & 0xff;

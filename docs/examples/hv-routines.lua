@@ -8,7 +8,7 @@
 local IF = 0x200
 local hv = vlab.hypervisor{ policy = "strict", memory = 4 * 1024 * 1024 }
 local vm = hv:vm{ name = "guest", technique = "trap-and-emulate" }
-vm:load_file("critical.s")
+vm:load_file("tiny/critical.s")
 
 local calls = {}
 local function count(m) calls[m] = (calls[m] or 0) + 1 end
@@ -33,7 +33,7 @@ end)
 local r = hv:run()
 expect_eq(r.reason, "halt")
 local native = vlab.machine{ policy = "strict" }
-native:load_file("critical.s")
+native:load_file("tiny/critical.s")
 native:run()
 expect_eq(vm:console(), native:console(), "the guest cannot tell")
 expect_eq(native:console(), "cli  -> IF=0\nsti  -> IF=1\npopf -> IF=0\n")

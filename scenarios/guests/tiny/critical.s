@@ -3,7 +3,7 @@
 ;   cli  -> IF=0
 ;   sti  -> IF=1
 ;   popf -> IF=0
-; A hypervisor must make the guest see the same (docs/examples/hv-routines.lua).
+; A hypervisor must make the guest see the same (docs/examples/hv-routines.lua, slides-examples/06-binary-translation.lua).
         .equ CONSOLE, 0x3f8
         .equ IF, 0x200
 
