@@ -26,17 +26,26 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->next_frame = HV_FIRST_FRAME;
     h->free_frames = host->npages - HV_FIRST_FRAME;
     h->current = -1;
-    /* costs of the software VMM, in the range of Adams & Agesen (2006):
-     * a trap into the VMM and back is about as dear as a native fault */
-    h->cost_exit = 500;
-    h->cost_emulate = 200;
-    h->cost_reflect = 400;
-    h->cost_vmexit = 2000; /* a VM exit and entry on Nehalem (Landau et al. 2011) */
-    h->cost_translate = 4000; /* translating a page of kernel code: startup S is high ... */
-    h->cost_callout = 40;     /* ... and a callout T is cheap (Adams & Agesen: cr8wr 35 cycles) */
+    hv_cost_preset(h, "nehalem2009");
     h->quantum = 100000;
     for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
     return h;
+}
+
+int hv_cost_preset(hv *h, const char *name) {
+    int adams = strcmp(name, "adams2006") == 0;
+    if (!adams && strcmp(name, "nehalem2009") != 0) return -1;
+    /* the software VMM, in the range of Adams & Agesen (2006): a trap into
+     * the VMM and back is about as dear as a native fault */
+    h->cost_exit = 500;
+    h->cost_emulate = 200;
+    h->cost_reflect = 400;
+    h->cost_translate = 4000; /* translating a page of kernel code: startup S is high ... */
+    h->cost_callout = adams ? 35 : 40; /* ... a callout T is cheap (their cr8wr: 35 cycles) */
+    /* a VM exit and the entry back: Pentium 4 VT-x (pgfault 11,242, ptemod
+     * 12,733 cycles) against Nehalem with KVM (about 2,000, SplitX) */
+    h->cost_vmexit = adams ? 11000 : 2000;
+    return 0;
 }
 
 void hv_free(hv *h) {

@@ -126,6 +126,11 @@ typedef struct hv {
 hv *hv_new(cpu_t *host, char *err, size_t errlen);
 void hv_free(hv *h); /* the VMs too, not the host */
 
+/* Cost presets: "nehalem2009" (the default: a VM exit round trip of about
+ * 2,000 cycles, Landau et al. 2011) and "adams2006" (first-generation VT-x:
+ * about 11,000, Adams & Agesen 2006).  -1 if unknown. */
+int hv_cost_preset(hv *h, const char *name);
+
 /* A VM with mem_bytes of guest-physical memory; kernel_ring 1 or 3. */
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
                  char *err, size_t errlen);

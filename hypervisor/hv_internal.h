@@ -19,6 +19,8 @@ int hv_is_pt(const hv_vm *vm, uint32_t gpa);
 
 /* shadow.c */
 void hv_shadow_flush(hv *h, hv_vm *vm);
+void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
+void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
 /* The shadow page directory for the guest's current mode. */
 static inline uint32_t hv_shadow_root(const hv_vm *vm) {
     return vm->vcpu.vcpl == 3 ? vm->shadow_pd : vm->shadow_kpd;

@@ -109,3 +109,30 @@ void hv_shadow_set_writable(hv *h, hv_vm *vm, uint32_t va, int writable) {
     wr(h, pte_pa, pte);
     cpu_invlpg(h->host, va);
 }
+
+/* Drop the shadow entries (both shadows) that map the guest-virtual page va. */
+void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va) {
+    uint32_t roots[2] = {vm->shadow_pd, vm->shadow_kpd};
+    for (int k = 0; k < 2; k++) {
+        uint32_t pde = rd(h, roots[k] + (va >> 22) * 4);
+        if (pde & PTE_P) wr(h, (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4, 0);
+    }
+    cpu_invlpg(h->host, va);
+}
+
+/* The guest wrote its page-table page at gpa: drop exactly the shadow
+ * entries that the changed entry fed (a reverse lookup through the guest's
+ * page directory), or everything when its page directory changed. */
+void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa) {
+    uint32_t pd = vm->vcpu.vcr[CR_PTBR] & PTE_FRAME;
+    if ((gpa & PTE_FRAME) == pd || !(vm->vcpu.vcr[CR_STATUS] & CPU_ST_PG)) {
+        hv_shadow_flush(h, vm);
+        return;
+    }
+    uint32_t pti = (gpa & 0xfff) / 4;
+    for (uint32_t pdi = 0; pdi < 1024; pdi++) {
+        uint32_t pde;
+        if (hv_vm_read_phys(h, vm, pd + pdi * 4, &pde, 4)) break;
+        if ((pde & PTE_P) && (pde & PTE_FRAME) == (gpa & PTE_FRAME)) hv_shadow_drop(h, vm, pdi << 22 | pti << 12);
+    }
+}

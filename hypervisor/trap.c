@@ -192,7 +192,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
     }
     case OP_RDCR: R[in->ra] = result = vcr_read(vm, in->rb); break;
     case OP_INVLPG:
-        hv_shadow_flush(h, vm); /* simple and safe: drop the whole shadow */
+        hv_shadow_drop(h, vm, R[in->ra]); /* the one page */
         break;
     case OP_SIDT: R[in->ra] = result = v->vcr[CR_VBR]; break;
     case OP_SMSW: R[in->ra] = result = vcr_read(vm, CR_STATUS); break;
@@ -226,7 +226,7 @@ int hv_emulate_insn(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag)
 
 /* A guest store into one of its own page tables: let the one instruction
  * through on a writable shadow entry, then drop the shadow. */
-static void pt_write(hv *h, hv_vm *vm, uint32_t va) {
+static void pt_write(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa) {
     cpu_t *c = h->host;
     uint32_t pc = c->pc;
     hv_shadow_set_writable(h, vm, va, 1);
@@ -234,7 +234,8 @@ static void pt_write(hv *h, hv_vm *vm, uint32_t va) {
     c->trace = NULL; /* the instruction is in the trace already, as the one that faulted */
     cpu_run(c, 1);
     c->trace = t;
-    hv_shadow_flush(h, vm);
+    hv_shadow_set_writable(h, vm, va, 0);
+    hv_shadow_pt_written(h, vm, gpa);
     vm->vcpu.pt_writes++;
     hv_emit(h, EV_HV_PTWRITE, 0, 0, pc, va, 0);
 }
@@ -271,7 +272,7 @@ int hv_exit(hv *h, hv_vm *vm) {
                 if (vm->technique == HV_BT && hv_bt_translated(vm, gpa)) {
                     hv_bt_code_write(h, vm, gpa); /* self-modifying code */
                 } else if (hv_is_pt(vm, gpa)) {
-                    pt_write(h, vm, x->addr);
+                    pt_write(h, vm, x->addr, gpa);
                     if (vm->technique == HV_BT && v->vcpl == 0) hv_bt_store_fault(h, vm, x->pc);
                 }
             }

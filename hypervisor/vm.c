@@ -192,7 +192,7 @@ int hv_guest_copy(hv *h, hv_vm *vm, uint32_t va, void *buf, size_t n, int write)
         if (k > n) k = (uint32_t)n;
         if (hv_guest_walk(h, vm, va, write, 0, &gpa, &bits, &err)) return -1;
         if (phys_copy(h, vm, gpa, p, k, write)) return -1;
-        if (write && hv_is_pt(vm, gpa)) hv_shadow_flush(h, vm); /* the guest's tables changed */
+        if (write && hv_is_pt(vm, gpa)) hv_shadow_pt_written(h, vm, gpa); /* its tables changed */
         p += k;
         va += k;
         n -= k;

@@ -43,7 +43,7 @@ static vm_box *check_vm(lua_State *L, int i) {
 /* vlab.hypervisor{memory=, policy=, name=, quantum=} */
 static int l_hypervisor(lua_State *L) {
     sim_session *s = sim_lua_session(L);
-    const char *policy = s->opt.policy, *name = "host", *sched = "round-robin";
+    const char *policy = s->opt.policy, *name = "host", *sched = "round-robin", *costs = "nehalem2009";
     lua_Integer mem = 16 << 20, quantum = 100000;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
@@ -57,7 +57,9 @@ static int l_hypervisor(lua_State *L) {
         if (!lua_isnil(L, -1)) quantum = luaL_checkinteger(L, -1);
         lua_getfield(L, 1, "scheduler");
         if (!lua_isnil(L, -1)) sched = luaL_checkstring(L, -1);
-        lua_pop(L, 5);
+        lua_getfield(L, 1, "costs");
+        if (!lua_isnil(L, -1)) costs = luaL_checkstring(L, -1);
+        lua_pop(L, 6);
     }
     if (strcmp(sched, "round-robin") && strcmp(sched, "share"))
         return luaL_error(L, "hypervisor: scheduler must be 'round-robin' or 'share', not '%s'", sched);
@@ -74,6 +76,8 @@ static int l_hypervisor(lua_State *L) {
     if (!b->h) return luaL_error(L, "hypervisor: %s", err);
     b->h->quantum = (uint64_t)quantum;
     b->h->sched = strcmp(sched, "share") == 0 ? HV_SCHED_SHARE : HV_SCHED_RR;
+    if (hv_cost_preset(b->h, costs))
+        return luaL_error(L, "hypervisor: costs must be 'nehalem2009' or 'adams2006', not '%s'", costs);
     sim_register_hv(s, b->h, b->m);
     lua_newtable(L); /* the VMs, kept alive with the hypervisor */
     lua_setiuservalue(L, -2, 1);
