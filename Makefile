@@ -96,6 +96,7 @@ test: deps
 	VLAB_BIN=./vlab ./build/check_vlab
 	@echo "== the same under AddressSanitizer + UBSan"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  VLAB_BIN=./build/vlab-asan ./build/check_vlab-asan
 
 bench: deps

@@ -15,7 +15,9 @@
 #include "sim/lua_host.h"
 #include "sim/session.h"
 #include "sim/tracefile.h"
+#include "viz/dot.h"
 #include "viz/text.h"
+#include "viz/tui.h"
 
 #define VLAB_VERSION "0.1"
 
@@ -32,6 +34,13 @@ static const char USAGE[] =
     "  vlab analyze [--policy P]     classify every instruction by running it\n"
     "                                (Popek & Goldberg) and give the theorems' verdicts\n"
     "  vlab replay FILE [--show L]   print a trace file written with --trace\n"
+    "  vlab export SCENARIO.lua -o FILE [--view traps|schedule] [--format F]\n"
+    "              [--from STEP] [--to STEP] [--machine N] [run options] [-- ARGS]\n"
+    "                                run a scenario and draw it with Graphviz: the\n"
+    "                                traps between application, kernel, hypervisor\n"
+    "                                and hardware, or a timeline per CPU; F is dot,\n"
+    "                                svg, png or pdf (default: FILE's extension);\n"
+    "                                at most 60 transitions (docs/diagrams.md)\n"
     "  vlab --help                   this text\n"
     "  vlab --version\n"
     "\n"
@@ -56,6 +65,12 @@ static const char USAGE[] =
     "  --lua-budget N   Lua instructions the scenario may run (default 2000000000)\n"
     "  --time-limit S   host seconds before the run is stopped (default 60)\n"
     "  --mem-limit MB   memory for Lua and the simulated machines (default 1024)\n"
+    "  --tui            run the scenario, then step through its run in a full-screen\n"
+    "                   viewer: s/b step and step back, S step over, t y i o e run\n"
+    "                   to the next trap/syscall/interrupt/I/O/exit, c to a\n"
+    "                   breakpoint (:b), B run back, g go to a step, ? help, q quit\n"
+    "                   (docs/tui.md)\n"
+    "  --tui-script K   the viewer without a terminal: replay keys K, print the screen\n"
     "\n"
     "Scenarios run in a sandbox: no os.execute, io.popen or C modules; files are\n"
     "read only from the scenario's folder and the guest library, and written only\n"
@@ -252,9 +267,11 @@ static int cmd_replay(int argc, char **argv) {
 
 /* ---- vlab SCENARIO.lua ------------------------------------------------------------------- */
 
-static int cmd_run(int argc, char **argv) {
+static int cmd_run(int argc, char **argv, sim_history **hist) {
     sim_options o;
     sim_options_default(&o);
+    int tui = 0;
+    const char *tui_script = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -307,6 +324,11 @@ static int cmd_run(int argc, char **argv) {
             o.out_dir = v;
         } else if (strcmp(a, "--unsafe") == 0) {
             o.unsafe = 1;
+        } else if (strcmp(a, "--tui") == 0) {
+            tui = 1;
+        } else if (strcmp(a, "--tui-script") == 0) {
+            NEEDS_VALUE;
+            tui_script = v;
         } else if (strcmp(a, "--lua-budget") == 0) {
             NEEDS_VALUE;
             if (parse_u64(a, v, &o.lua_budget) || o.lua_budget == 0)
@@ -338,8 +360,98 @@ static int cmd_run(int argc, char **argv) {
     }
     char *g = guest_dir();
     o.guest_dir = g;
-    int rc = sim_run_scenario(&o, NULL);
+    int rc = tui || tui_script ? viz_tui_main(&o, tui_script) : sim_run_scenario(&o, hist);
     free(g);
+    return rc;
+}
+
+/* ---- vlab export SCENARIO.lua ----------------------------------------------------------- */
+
+/* Runs the scenario quietly with its history kept (the run options are
+ * cmd_run's), then draws it (viz/dot.c). */
+static int cmd_export(int argc, char **argv) {
+    viz_export_opts x;
+    viz_export_opts_default(&x);
+    const char *out = NULL;
+    int have_format = 0;
+    char **rest = calloc((size_t)argc + 2, sizeof *rest);
+    if (!rest) return SIM_EXIT_FAIL;
+    int nrest = 0, rc = 0;
+    rest[nrest++] = "--quiet";
+    for (int i = 0; i < argc && !rc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
+        if (strcmp(a, "--") == 0) {
+            while (i < argc)
+                rest[nrest++] = argv[i++];
+        } else if (strcmp(a, "--view") == 0 || strcmp(a, "--format") == 0 || strcmp(a, "-o") == 0 ||
+                   strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0 ||
+                   strcmp(a, "--machine") == 0) {
+            if (!v) {
+                rc = usage_error("%s needs a value", a);
+                break;
+            }
+            i++;
+            if (strcmp(a, "--view") == 0 && viz_export_view_parse(v, &x.view))
+                rc = usage_error("unknown view '%s' (expected " VIZ_EXPORT_VIEWS ")", v);
+            else if (strcmp(a, "--format") == 0 && (have_format = 1) &&
+                     viz_export_format_parse(v, &x.format))
+                rc = usage_error("unknown format '%s' (expected " VIZ_EXPORT_FORMATS ")", v);
+            else if (strcmp(a, "-o") == 0)
+                out = v;
+            else if (strcmp(a, "--from") == 0 && parse_u64(a, v, &x.from))
+                rc = usage_error("--from expects a step number, got '%s'", v);
+            else if (strcmp(a, "--to") == 0 && parse_u64(a, v, &x.to))
+                rc = usage_error("--to expects a step number, got '%s'", v);
+            else if (strcmp(a, "--machine") == 0) {
+                if (parse_u64(a, v, &n) || n > 255)
+                    rc = usage_error("--machine expects a machine number, got '%s'", v);
+                else
+                    x.machine = (int)n;
+            }
+        } else if (strcmp(a, "--tui") == 0 || strcmp(a, "--tui-script") == 0) {
+            rc = usage_error("export draws a run; %s is for running one", a);
+        } else {
+            rest[nrest++] = argv[i];
+        }
+    }
+    if (!rc && !out) rc = usage_error("export needs an output file: -o FILE%s", "");
+    if (!rc && !have_format && viz_export_format_of_path(out, &x.format))
+        rc = usage_error(
+            "cannot tell the format of '%s' from its name: give --format " VIZ_EXPORT_FORMATS, out);
+    if (!rc && x.from > x.to)
+        rc = usage_error("--from %llu is after --to %llu", (unsigned long long)x.from,
+                         (unsigned long long)x.to);
+    sim_history *h = NULL;
+    if (!rc) rc = cmd_run(nrest, rest, &h);
+    free(rest);
+    if (!rc && h && x.machine >= h->nm)
+        rc = usage_error("--machine %d: the run made %d machine%s (0-%d)", x.machine, h->nm,
+                         h->nm == 1 ? "" : "s", h->nm - 1);
+    if (!rc && h) {
+        const char **names = calloc((size_t)h->nm + 1, sizeof *names);
+        for (int i = 0; names && i < h->nm; i++)
+            names[i] = h->m[i].name;
+        x.machine_names = names;
+        x.nmachines = names ? h->nm : 0;
+        viz_export_info info;
+        char err[600];
+        if (viz_export(h->ev, h->n, &x, out, &info, err, sizeof err)) {
+            fprintf(stderr, "vlab: %s\n", err);
+            rc = SIM_EXIT_FAIL;
+        } else {
+            printf("vlab: wrote %s: %s, %d %s, steps %llu-%llu of %llu%s\n", out,
+                   x.view == VIZ_VIEW_TRAPS ? "trap diagram" : "schedule", info.items,
+                   x.view == VIZ_VIEW_TRAPS ? "transitions" : "spans", (unsigned long long)info.lo,
+                   (unsigned long long)info.hi, (unsigned long long)info.total,
+                   info.cut ? " (cut: use --from/--to)" : "");
+        }
+        free(names);
+    }
+    if (h) {
+        sim_history_free(h);
+        free(h);
+    }
     return rc;
 }
 
@@ -364,10 +476,11 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "asm") == 0) return cmd_asm(argc - 2, argv + 2);
     if (strcmp(cmd, "analyze") == 0) return cmd_analyze(argc - 2, argv + 2);
     if (strcmp(cmd, "replay") == 0) return cmd_replay(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0) {
             fputs(USAGE, stdout);
             return 0;
         }
-    return cmd_run(argc - 1, argv + 1);
+    return cmd_run(argc - 1, argv + 1, NULL);
 }
