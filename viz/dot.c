@@ -334,6 +334,7 @@ static const struct trans_rule {
     {EV_HV_INJECT, SEL_HOST, SEL_RESUME, ACT_DEFER, AR_IRQ},    /* interrupt injection */
     {EV_HV_SHADOW, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},      /* shadow page table */
     {EV_HV_PTWRITE, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},     /* guest page-table write */
+    {EV_HV_TRANSLATE, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},   /* binary translation */
     {EV_HV_VMRUN, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},       /* world switch */
     {EV_HV_IO, SEL_HOST, SEL_HW, ACT_TOUCH, AR_IO},             /* virtual device */
     {EV_HV_HALT, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},        /* a VM idles or ends */
@@ -896,6 +897,14 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
     case EV_HV_PTWRITE:
         snprintf(d->words, sizeof d->words, "guest page-table write at 0x%08x", e->x);
         snprintf(d->key, sizeof d->key, "guest page-table write");
+        break;
+    case EV_HV_TRANSLATE:
+        if (e->a == 0)
+            snprintf(d->words, sizeof d->words, "translated page 0x%08x: %u callouts", e->x, e->y & 0xffff);
+        else
+            snprintf(d->words, sizeof d->words, "%s 0x%08x", e->a == 1 ? "translation dropped:" : "retranslated store at",
+                     e->a == 1 ? e->x : e->pc);
+        snprintf(d->key, sizeof d->key, "binary translation");
         break;
     case EV_HV_VMRUN:
         snprintf(d->words, sizeof d->words, "world switch: vm %d on the CPU", e->a);
