@@ -14,6 +14,9 @@
 #                     for each technique (<= 1.3)
 #   idle_vm_kib       host memory per idle VM beyond the guest pages it
 #                     touched, from 100 idle VMs (<= 64)
+#   stepback_ms       the TUI: one step back near the end of a 10.5-million-step
+#                     history, from the worst place between two checkpoints (<= 50)
+#   stepback_history_mib  peak memory of the TUI on that run: run, history, index
 set -eu
 cd "$(dirname "$0")/.."
 VLAB=${VLAB:-./vlab}
@@ -76,3 +79,13 @@ rss0=$(/usr/bin/time -f %M $VLAB bench/idle.lua --quiet -- 0 2>&1 >/dev/null | t
 touched=$($VLAB bench/idle.lua --quiet -- 100)
 rss100=$(/usr/bin/time -f %M $VLAB bench/idle.lua --quiet -- 100 2>&1 >/dev/null | tail -1)
 echo "idle_vm_kib: $(awk -v a="$rss100" -v b="$rss0" -v t="$touched" 'BEGIN { printf "%.1f", (a - b - 4 * t) / 100 }')"
+
+# the TUI: one step back near the end of a 10.5-million-step history, from the
+# worst place in a checkpoint interval (50,000 steps to replay), median of 21;
+# and the peak memory of the viewer on that run (run, history, index), MiB
+BACK="b b b b b b b b b b b b b b b b b b b b b"
+$VLAB bench/stepback.lua --tui-script ":g 10049999; @time $BACK @time" > "$TMP/tui" 2> "$TMP/err" ||
+    { echo "bench: vlab --tui bench/stepback.lua failed:" >&2; cat "$TMP/err" >&2; exit 1; }
+echo "stepback_ms: $(grep '^time:' "$TMP/tui" | tail -1 | awk '{ print $5 }')"
+rss_tui=$(/usr/bin/time -f %M $VLAB bench/stepback.lua --tui-script "End $BACK" 2>&1 >/dev/null | tail -1)
+echo "stepback_history_mib: $(awk -v k="$rss_tui" 'BEGIN { printf "%.1f", k / 1024 }')"

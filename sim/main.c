@@ -73,8 +73,9 @@ static const char USAGE[] =
     "  --tui-script K   the viewer without a terminal: replay keys K, print the screen\n"
     "\n"
     "Scenarios run in a sandbox: no os.execute, io.popen or C modules; files are\n"
-    "read only from the scenario's folder and the guest library, and written only\n"
-    "into --out DIR.  The same scenario with the same --seed prints the same trace.\n"
+    "read only from the scenario's folder and the guest library (scenarios/guests\n"
+    "next to vlab, or $VLAB_GUESTS), and written only into --out DIR.  The same\n"
+    "scenario with the same --seed prints the same trace.\n"
     "\n"
     "exit status: 0 ok; 1 scenario error, failed expectation or bad assembly;\n"
     "2 usage error; 3 a budget ran out (steps, Lua instructions, time, memory)\n"
@@ -103,8 +104,11 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out) {
     return 0;
 }
 
-/* The project's guest library, found next to the executable. */
+/* The project's guest library: $VLAB_GUESTS, or scenarios/guests found
+ * next to the executable (./vlab at the root, build/vlab-asan one down). */
 static char *guest_dir(void) {
+    const char *env = getenv("VLAB_GUESTS");
+    if (env && *env) return realpath(env, NULL);
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return NULL;

@@ -46,6 +46,7 @@
 
 #define NO_REC UINT32_MAX
 #define NO_EV ((size_t)-1)
+#define NO_VM 0xff
 #define MIN_W 80
 #define MIN_H 24
 #define MAX_BPS 16
@@ -61,7 +62,7 @@ typedef struct run_ent {
     uint32_t reps;     /* passes through the block (an EV_REPEAT: several) */
     uint16_t per;      /* instructions in one pass */
     uint8_t machine;
-    uint8_t single; /* an EV_INSN: the words are in the record itself */
+    uint8_t vm; /* the hypervisor's VM on the CPU (EV_HV_VMRUN), or NO_VM */
 } run_ent;
 _Static_assert(sizeof(run_ent) == 32, "keep the index compact");
 
@@ -83,6 +84,9 @@ typedef struct tui_index {
     uint32_t **first_page; /* per machine, per physical page: its first EV_PAGE ("patched") */
     uint32_t *npages;
     int nm;
+    int nvm;       /* VMs seen (EV_HV_VMRUN): 1 + the highest VM id */
+    size_t *xlate; /* the EV_HV_TRANSLATE events, for the code pane */
+    size_t nxlate, capxlate;
     size_t hint; /* the run entry found last (lookups are local) */
     /* the addresses of the instructions of the block decoded last */
     uint32_t blk_rec, blk_page, blk_n;
@@ -132,6 +136,7 @@ static void ix_free(tui_index *ix) {
     free(ix->npages);
     free(ix->run);
     free(ix->ev);
+    free(ix->xlate);
     memset(ix, 0, sizeof *ix);
 }
 
@@ -146,6 +151,7 @@ static int ix_build(tui_index *ix, const sim_history *h) {
     ix->first_page = calloc((size_t)ix->nm, sizeof *ix->first_page);
     ix->npages = calloc((size_t)ix->nm, sizeof *ix->npages);
     uint32_t **cur_page = calloc((size_t)ix->nm, sizeof *cur_page);
+    uint8_t *vm_of = NULL;
     if (!ix->first_page || !ix->npages || !cur_page) goto oom;
     for (int m = 0; m < h->nm; m++) {
         uint32_t np = h->m[m].mem_size / CPU_PAGE;
@@ -159,6 +165,9 @@ static int ix_build(tui_index *ix, const sim_history *h) {
     uint64_t step = 0, pos = 0;
     int cur = 0;
     uint32_t last_block = NO_REC, last_page = NO_REC;
+    vm_of = malloc((size_t)ix->nm); /* per machine: the VM on its CPU */
+    if (!vm_of) goto oom;
+    memset(vm_of, NO_VM, (size_t)ix->nm);
     for (size_t i = 0; i < h->n; i += 1 + cpu_event_payload_records(&h->ev[i])) {
         const cpu_event *e = &h->ev[i];
         switch (e->kind) {
@@ -176,8 +185,14 @@ static int ix_build(tui_index *ix, const sim_history *h) {
             last_block = (uint32_t)i;
             last_page = cur < h->nm && ppn < ix->npages[cur] ? cur_page[cur][ppn] : NO_REC;
             if (!count) break;
-            run_ent r = {.pos0 = pos, .step0 = step, .rec = (uint32_t)i, .page_rec = last_page,
-                         .reps = 1, .per = (uint16_t)count, .machine = (uint8_t)cur};
+            run_ent r = {.pos0 = pos,
+                         .step0 = step,
+                         .rec = (uint32_t)i,
+                         .page_rec = last_page,
+                         .reps = 1,
+                         .per = (uint16_t)count,
+                         .machine = (uint8_t)cur,
+                         .vm = vm_of[cur]};
             if (ix_add_run(ix, &r)) goto oom;
             pos += count;
             step += count;
@@ -187,16 +202,28 @@ static int ix_build(tui_index *ix, const sim_history *h) {
             if (last_block == NO_REC || !e->x) break;
             uint32_t count = h->ev[last_block].x & 0xfff;
             if (!count) break;
-            run_ent r = {.pos0 = pos, .step0 = step, .rec = last_block, .page_rec = last_page,
-                         .reps = e->x, .per = (uint16_t)count, .machine = (uint8_t)cur};
+            run_ent r = {.pos0 = pos,
+                         .step0 = step,
+                         .rec = last_block,
+                         .page_rec = last_page,
+                         .reps = e->x,
+                         .per = (uint16_t)count,
+                         .machine = (uint8_t)cur,
+                         .vm = vm_of[cur]};
             if (ix_add_run(ix, &r)) goto oom;
             pos += (uint64_t)count * e->x;
             step += (uint64_t)count * e->x;
             break;
         }
         case EV_INSN: {
-            run_ent r = {.pos0 = pos, .step0 = step, .rec = (uint32_t)i, .page_rec = NO_REC,
-                         .reps = 1, .per = 1, .machine = (uint8_t)cur, .single = 1};
+            run_ent r = {.pos0 = pos,
+                         .step0 = step,
+                         .rec = (uint32_t)i,
+                         .page_rec = NO_REC,
+                         .reps = 1,
+                         .per = 1,
+                         .machine = (uint8_t)cur,
+                         .vm = vm_of[cur]};
             if (ix_add_run(ix, &r)) goto oom;
             pos++;
             step++;
@@ -208,8 +235,26 @@ static int ix_build(tui_index *ix, const sim_history *h) {
             /* fall through */
         default: {
             if (e->kind == EV_CONTEXT) cur = e->a < ix->nm ? e->a : 0;
-            ev_ref r = {.pos = pos, .step = step, .rec = (uint32_t)i,
-                        .machine = (uint8_t)cur, .cls = ev_class(e)};
+            int vm = e->kind == EV_HV_VMRUN ? e->a : e->kind == EV_VMENTRY ? (int)e->x : -1;
+            if (vm >= 0 && vm < NO_VM) { /* a world switch: this VM has the CPU now */
+                vm_of[cur] = (uint8_t)vm;
+                if (vm + 1 > ix->nvm) ix->nvm = vm + 1;
+            }
+            if (e->kind == EV_HV_TRANSLATE) {
+                if (ix->nxlate == ix->capxlate) {
+                    size_t cap = ix->capxlate ? ix->capxlate * 2 : 64;
+                    size_t *p = realloc(ix->xlate, cap * sizeof *p);
+                    if (!p) goto oom;
+                    ix->xlate = p;
+                    ix->capxlate = cap;
+                }
+                ix->xlate[ix->nxlate++] = ix->nev;
+            }
+            ev_ref r = {.pos = pos,
+                        .step = step,
+                        .rec = (uint32_t)i,
+                        .machine = (uint8_t)cur,
+                        .cls = ev_class(e)};
             if (ix_add_ev(ix, &r)) goto oom;
             break;
         }
@@ -219,8 +264,10 @@ static int ix_build(tui_index *ix, const sim_history *h) {
     for (int m = 0; m < h->nm; m++)
         free(cur_page[m]);
     free(cur_page);
+    free(vm_of);
     return 0;
 oom:
+    free(vm_of);
     if (cur_page)
         for (int m = 0; m < h->nm; m++)
             free(cur_page[m]);
@@ -274,7 +321,7 @@ typedef struct insn_info {
     uint64_t pos, step;
     uint32_t pc, w0, w1;
     cpu_insn in;
-    uint8_t mode, machine;
+    uint8_t mode, machine, vm;
 } insn_info;
 
 static const uint8_t *ix_page_bytes(const tui_index *ix, uint32_t page_rec) {
@@ -286,7 +333,8 @@ static void block_insn(tui_index *ix, const run_ent *r, uint32_t k, insn_info *i
     const cpu_event *e = &ix->h->ev[r->rec];
     ii->mode = e->mode;
     ii->machine = r->machine;
-    if (r->single) {
+    ii->vm = r->vm;
+    if (e->kind == EV_INSN) { /* alone: the words are in the record */
         ii->pc = e->pc;
         ii->w0 = e->x;
         ii->w1 = e->y;
@@ -345,12 +393,16 @@ enum {
     EK_SENSITIVE,
     EK_HALT,
     EK_EXIT,
+    EK_SWITCH,
+    EK_INJECT,
+    EK_SHADOW,
+    EK_TRANSLATE,
     EK_SHUTDOWN,
     EK_COUNT
 };
-static const char *const ek_names[EK_COUNT] = {"trap", "syscall",   "interrupt", "exception",
-                                               "io",   "iret",      "sensitive", "halt",
-                                               "exit", "shutdown"};
+static const char *const ek_names[EK_COUNT] = {
+    "trap", "syscall", "interrupt", "exception", "io",     "iret",      "sensitive",
+    "halt", "exit",    "switch",    "inject",    "shadow", "translate", "shutdown"};
 
 /* What the run keys look for; B repeats the last one backwards. */
 enum { RUN_NONE = -1, RUN_BREAK = EK_COUNT };
@@ -510,11 +562,17 @@ static int pos_where(tui *t, uint64_t p, int *machine, uint64_t *step, insn_info
     return 0;
 }
 
+/* The machine at position p; NULL where the history cannot rebuild it: the
+ * rebuilt machine must be where the run was (the host may have changed it
+ * since its last checkpoint, e.g. a hypervisor between two exits). */
 static cpu_t *state_at_pos(tui *t, uint64_t p) {
     int m;
     uint64_t step;
-    int insn = pos_where(t, p, &m, &step, NULL);
-    return machine_at(t, m, step, insn);
+    insn_info ii;
+    int insn = pos_where(t, p, &m, &step, &ii);
+    cpu_t *c = machine_at(t, m, step, insn);
+    if (c && insn && (c->pc != ii.pc || c->steps != ii.step)) return NULL;
+    return c;
 }
 
 /* ==== searching the run =================================================================== */
@@ -527,15 +585,20 @@ static int ek_match(int ek, const cpu_event *e) {
     case EK_SYSCALL: return trap && e->a == VEC_SYSCALL;
     case EK_INTERRUPT: return trap && cause == CAUSE_IRQ;
     case EK_EXCEPTION: return trap && cause != CAUSE_IRQ && cause != CAUSE_SOFT;
-    case EK_IO: return e->kind == EV_IO;
+    case EK_IO: return e->kind == EV_IO || e->kind == EV_HV_IO; /* real and virtual devices */
     case EK_IRET: return e->kind == EV_IRET;
     case EK_SENSITIVE: return e->kind == EV_SENSITIVE;
-    case EK_HALT: return e->kind == EV_HALT;
-    /* A VM exit: for now a trap handed to the host or an instruction it
-     * emulated.  The hypervisor's own events (kinds 32-63: VM exits, world
-     * switches) plug in here. */
+    case EK_HALT: return e->kind == EV_HALT || e->kind == EV_HV_HALT;
+    /* An exit to the host: a trap handed to it (trap-and-emulate, Lua), an
+     * instruction it emulated, a VMX exit, a callout of translated code. */
     case EK_EXIT:
-        return e->kind == EV_INTERCEPT || e->kind == EV_EMULATE || (e->kind >= 32 && e->kind < 64);
+        return e->kind == EV_INTERCEPT || e->kind == EV_EMULATE || e->kind == EV_VMEXIT ||
+               (e->kind == EV_HV_EMULATE && e->b == 2);
+    /* A world switch: another VM, or another machine of the scenario, gets the CPU. */
+    case EK_SWITCH: return e->kind == EV_HV_VMRUN || e->kind == EV_VMENTRY || e->kind == EV_CONTEXT;
+    case EK_INJECT: return e->kind == EV_HV_INJECT;
+    case EK_SHADOW: return e->kind == EV_HV_SHADOW || e->kind == EV_HV_PTWRITE;
+    case EK_TRANSLATE: return e->kind == EV_HV_TRANSLATE;
     case EK_SHUTDOWN: return e->kind == EV_SHUTDOWN;
     }
     return 0;
@@ -686,8 +749,10 @@ static int64_t pos_of_step(tui *t, int m, uint64_t step) {
 
 /* ==== text of log lines ==================================================================== */
 
-static const char *ring_text(int mode, int machine, int nm, char *buf, size_t len) {
-    if (nm > 1)
+static const char *ring_text(int kind, int mode, int machine, int nm, char *buf, size_t len) {
+    if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) /* the hypervisor acted, as the trace says */
+        snprintf(buf, len, nm > 1 ? "%d:hv" : "hv", machine);
+    else if (nm > 1)
         snprintf(buf, len, "%d:%s%d", machine, (mode & EV_MODE_NONROOT) ? "g" : "",
                  mode & EV_MODE_CPL);
     else
@@ -702,8 +767,7 @@ static int event_line(tui *t, size_t i, char *text, size_t len) {
     switch (e->kind) {
     case EV_CONTEXT: {
         int m = e->a;
-        snprintf(text, len, "-- machine %d '%s' runs now", m,
-                 m < t->h->nm ? t->h->m[m].name : "?");
+        snprintf(text, len, "-- machine %d '%s' runs now", m, m < t->h->nm ? t->h->m[m].name : "?");
         return 0;
     }
     case EV_TEXT: {
@@ -788,8 +852,8 @@ static int cv_put(canvas *cv, int y, int x, int maxw, int st, const char *s) {
     int n = 0;
     for (; s[n] && n < maxw && x + n < cv->w; n++)
         if (x + n >= 0)
-            cv->c[y * cv->w + x + n] = (cv_cell){(s[n] >= 32 && s[n] < 127) ? s[n] : '?',
-                                                 (uint8_t)st};
+            cv->c[y * cv->w + x + n] =
+                (cv_cell){(s[n] >= 32 && s[n] < 127) ? s[n] : '?', (uint8_t)st};
     return n;
 }
 
@@ -814,12 +878,12 @@ static void cv_fill(canvas *cv, int y, int x, int n, char ch, int st) {
 
 typedef struct layout {
     int w, h;
-    int regs_y;             /* 4 rows of registers */
-    int bar1_y;             /* titles of code and memory */
-    int mid_y, mid_h;       /* code | memory */
+    int regs_y;       /* 4 rows of registers */
+    int bar1_y;       /* titles of code and memory */
+    int mid_y, mid_h; /* code | memory */
     int code_w, mem_x, mem_w;
-    int bar2_y;             /* title of the event log */
-    int log_y, log_h;       /* the event log */
+    int bar2_y;       /* title of the event log */
+    int log_y, log_h; /* the event log */
     int status_y;
 } layout;
 
@@ -858,16 +922,18 @@ static void timeline_build(tui *t, int w) {
         t->tl_w = 0;
         return;
     }
-    /* instructions per (machine, ring) in each cell; the majority wins.  When
-     * the hypervisor lands, the owner of a stretch becomes (VM, guest process)
-     * from its world-switch events instead of (machine, ring). */
-    int nk = t->nm * 4;
+    /* instructions per (owner, ring) in each cell; the majority wins.  The
+     * owner is the VM on the CPU (the hypervisor's EV_HV_VMRUN), else the
+     * machine of the scenario (EV_CONTEXT).  Guest processes are not events
+     * yet: when the guest OS reports its switches, they split an owner here. */
+    int nk = (t->nm + t->ix.nvm) * 4; /* owners: the machines, then the hypervisor's VMs */
     uint64_t *cnt = calloc((size_t)w * (size_t)nk, sizeof *cnt);
     uint64_t n = t->ix.ninsn;
     if (cnt && n) {
         for (size_t i = 0; i < t->ix.nrun; i++) {
             const run_ent *r = &t->ix.run[i];
-            int k = r->machine * 4 + (t->h->ev[r->rec].mode & EV_MODE_CPL);
+            int owner = r->vm != NO_VM ? t->nm + r->vm : r->machine;
+            int k = owner * 4 + (t->h->ev[r->rec].mode & EV_MODE_CPL);
             uint64_t a = r->pos0, b = r->pos0 + (uint64_t)r->per * r->reps; /* [a, b) */
             uint64_t c0 = a * (uint64_t)w / n, c1 = (b - 1) * (uint64_t)w / n;
             for (uint64_t c = c0; c <= c1 && c < (uint64_t)w; c++) {
@@ -917,31 +983,36 @@ static void draw_timeline(tui *t, const layout *L) {
 
 /* ---- badge and registers ---- */
 
-static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m) {
+/* The ring, VMX mode and VM as the run recorded them at this position (the
+ * mode byte of the instruction), so they show even where the machine's
+ * registers cannot be rebuilt. */
+static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m, int mode, int vm) {
     canvas *cv = &t->cv;
-    int x = 0;
-    static const char *const ring_names[4] = {"kernel", "ring 1", "ring 2", "user"};
-    if (!c) {
-        cv_put(cv, 1, 0, L->w, ST_ERR, " state not available ");
-        return;
-    }
+    int x = 0, cpl = mode & EV_MODE_CPL;
+    static const char *const ring_names[4] = {"  kernel", "", "", "  user"};
     char buf[96];
-    snprintf(buf, sizeof buf, " RING %d  %s ", c->cpl, ring_names[c->cpl & 3]);
-    x += cv_put(cv, 1, x, L->w - x, c->cpl == 0 ? ST_RING0 : c->cpl == 3 ? ST_RING3 : ST_RINGX,
-                buf);
+    snprintf(buf, sizeof buf, " RING %d%s ", cpl, ring_names[cpl]);
+    x += cv_put(cv, 1, x, L->w - x, cpl == 0 ? ST_RING0 : cpl == 3 ? ST_RING3 : ST_RINGX, buf);
     x++;
-    if (!c->vmx_on)
+    if (!(mode & EV_MODE_VMX))
         x += cv_put(cv, 1, x, L->w - x, ST_VMXOFF, " VMX off ");
-    else if (c->nonroot)
+    else if (mode & EV_MODE_NONROOT)
         x += cv_put(cv, 1, x, L->w - x, ST_VMXGUEST, " VMX non-root (guest) ");
     else
         x += cv_put(cv, 1, x, L->w - x, ST_VMXROOT, " VMX root ");
     x++;
-    /* The running VM: today a machine of the scenario.  With the hypervisor,
-     * the VM and vCPU come from its world-switch events (kinds 32-63). */
-    snprintf(buf, sizeof buf, " VM: machine %d '%s' ", m, t->h->m[m].name);
+    /* The VM on the CPU: the hypervisor's world switches (EV_HV_VMRUN), on
+     * one machine of the scenario */
+    if (vm != NO_VM)
+        snprintf(buf, sizeof buf, " VM %d on '%s' ", vm, t->h->m[m].name);
+    else
+        snprintf(buf, sizeof buf, " machine %d '%s' ", m, t->h->m[m].name);
     x += cv_put(cv, 1, x, L->w - x, ST_MACHINE, buf);
     x++;
+    if (!c) {
+        cv_put(cv, 1, x, L->w - x, ST_ERR, " no registers here ");
+        return;
+    }
     if (c->dead)
         x += cv_put(cv, 1, x, L->w - x, ST_HALT, " DEAD (triple fault) ");
     else if (c->halted)
@@ -963,12 +1034,21 @@ static void regview_of(regview *v, const cpu_t *c, int m) {
 
 static void draw_regs(tui *t, const layout *L, const cpu_t *c) {
     canvas *cv = &t->cv;
-    if (!c) return;
+    if (!c) {
+        static const char *const why[4] = {
+            "The registers and memory of this machine cannot be rebuilt at this",
+            "step: the run's history has no checkpoint after what the host (the",
+            "hypervisor, a Lua handler) last did to it.  The code below is what",
+            "ran, and the events are exact."};
+        for (int i = 0; i < 4; i++)
+            cv_put(cv, L->regs_y + i, 1, L->w - 2, ST_DIM, why[i]);
+        return;
+    }
     const regview *v = &t->now, *b = &t->before;
     int diff = b->valid && b->machine == v->machine;
-    static const char *const names[18] = {"r0",  "r1",  "r2",  "r3",  "r4",  "r5",
-                                          "r6",  "r7",  "r8",  "r9",  "r10", "r11",
-                                          "r12", "r13", "r14", "sp",  "pc",  NULL};
+    static const char *const names[18] = {"r0",  "r1",  "r2",  "r3", "r4",  "r5",
+                                          "r6",  "r7",  "r8",  "r9", "r10", "r11",
+                                          "r12", "r13", "r14", "sp", "pc",  NULL};
     for (int i = 0; i < 17; i++) {
         int y = L->regs_y + i / 6, x = 1 + (i % 6) * 13;
         uint32_t now = i < 16 ? v->r[i] : v->pc, was = i < 16 ? b->r[i] : b->pc;
@@ -1124,12 +1204,62 @@ static int code_before(tui *t, const cpu_t *c, uint32_t pc, int m, uint32_t *out
     return best;
 }
 
+/* The page of va was translated by the hypervisor's binary translator at this
+ * point of the run (its last EV_HV_TRANSLATE says translated or retranslated). */
+static int is_translated(tui *t, int m, uint32_t va) {
+    for (size_t k = t->ix.nxlate; k-- > 0;) {
+        const ev_ref *r = &t->ix.ev[t->ix.xlate[k]];
+        if (r->pos > t->cur || r->machine != m) continue;
+        const cpu_event *e = &t->h->ev[r->rec];
+        if ((e->x & ~0xfffu) == (va & ~0xfffu)) return e->a != 1;
+    }
+    return 0;
+}
+
+/* Without the machine's memory: the instructions as they ran, from the record. */
+static void code_line_recorded(tui *t, const layout *L, int y, uint64_t q) {
+    canvas *cv = &t->cv;
+    insn_info ii;
+    char text[96];
+    ix_insn(&t->ix, q, &ii);
+    cpu_disasm(&ii.in, ii.pc, text, sizeof text);
+    int cur = q == t->cur;
+    if (cur) cv_fill(cv, y, 0, L->code_w, ' ', ST_CUR);
+    cv_printf(cv, y, 0, L->code_w, cur ? ST_CUR : ST_NORMAL, "%c  %08x  %s", cur ? '>' : ' ', ii.pc,
+              text);
+}
+
+static void draw_code_recorded(tui *t, const layout *L, int m) {
+    int above = (L->mid_h - 1) / 2, n = 0, y_end = L->mid_y + L->mid_h;
+    uint64_t pos[64];
+    for (uint64_t q = t->cur; q > 0 && n < above && n < 64 && t->cur - q < 10000;) {
+        q--;
+        insn_info ii;
+        ix_insn(&t->ix, q, &ii);
+        if (ii.machine == m) pos[n++] = q;
+    }
+    int y = L->mid_y + (above - n);
+    for (int i = n - 1; i >= 0; i--)
+        code_line_recorded(t, L, y++, pos[i]);
+    for (uint64_t q = t->cur; y < y_end && q < t->ix.ninsn && q - t->cur < 10000; q++) {
+        insn_info ii;
+        ix_insn(&t->ix, q, &ii);
+        if (ii.machine == m) code_line_recorded(t, L, y++, q);
+    }
+}
+
 static void draw_code(tui *t, const layout *L, const cpu_t *c, int m, const insn_info *ii,
                       int has_insn) {
     canvas *cv = &t->cv;
     cv_fill(cv, L->bar1_y, 0, L->code_w, ' ', ST_BAR);
-    cv_printf(cv, L->bar1_y, 0, L->code_w, ST_BAR, " code (> next to run  * patched  B break)");
-    if (!c) return;
+    if (!c) {
+        cv_printf(cv, L->bar1_y, 0, L->code_w, ST_BAR, " code, in the order it ran");
+        if (has_insn) draw_code_recorded(t, L, m);
+        return;
+    }
+    cv_printf(cv, L->bar1_y, 0, L->code_w, ST_BAR,
+              t->ix.nxlate ? " code (> next  * patched  T translated  B break)"
+                           : " code (> next to run  * patched  B break)");
     uint32_t pc = has_insn ? ii->pc : c->pc;
     int above = (L->mid_h - 1) / 2;
     uint32_t addrs[64];
@@ -1153,6 +1283,8 @@ static void draw_code(tui *t, const layout *L, const cpu_t *c, int m, const insn
             cv_put(cv, y, 1, 1, cur ? ST_CUR : ST_MARK, "B");
         else if (ok && is_patched(t, m, c, a, in.size))
             cv_put(cv, y, 1, 1, cur ? ST_CUR : ST_MARK, "*");
+        if (ok && t->ix.nxlate && is_translated(t, m, a))
+            cv_put(cv, y, 2, 1, cur ? ST_CUR : ST_MARK, "T");
         cv_printf(cv, y, 3, L->code_w - 3, st, "%08x  %s", a, text);
         if (!ok) break;
         a += in.size;
@@ -1211,13 +1343,17 @@ static void draw_memory(tui *t, const layout *L, const cpu_t *c, const insn_info
     if (c) addr = t->mem_fixed ? t->mem_addr : mem_focus(c, ii, has_insn, why, sizeof why);
     if (t->mem_fixed) snprintf(why, sizeof why, "(:m)");
     cv_fill(cv, L->bar1_y, x0 - 1, w + 1, ' ', ST_BAR);
-    cv_printf(cv, L->bar1_y, x0, w, ST_BAR, "memory %08x %s", addr, c ? why : "");
-    if (!c) return;
+    if (!c) {
+        cv_put(cv, L->bar1_y, x0, w, ST_BAR, "memory (not rebuilt here)");
+        return;
+    }
+    cv_printf(cv, L->bar1_y, x0, w, ST_BAR, "memory %08x %s", addr, why);
     int words = 1; /* a power of two, so rows stay aligned */
-    while (words * 2 <= (w - 9) / 13) words *= 2;
+    while (words * 2 <= (w - 9) / 13)
+        words *= 2;
     uint32_t rowb = (uint32_t)words * 4;
     int rows = L->mid_h - 3;
-    uint32_t base = addr & ~3u;
+    uint32_t base = addr & ~(rowb - 1); /* the row holding addr comes second */
     uint32_t start = base >= rowb ? base - rowb : 0;
     for (int r = 0; r < rows; r++) {
         uint32_t a = start + (uint32_t)r * rowb;
@@ -1258,8 +1394,8 @@ static void draw_memory(tui *t, const layout *L, const cpu_t *c, const insn_info
         return;
     }
     pte_flags(wk.pde, f);
-    cv_printf(cv, y + 1, x0, w, wk.pde & PTE_P ? ST_NORMAL : ST_ERR, "PDE[%03x] %08x %s", c->pc >> 22,
-              wk.pde, (wk.pde & PTE_P) ? f : "not present");
+    cv_printf(cv, y + 1, x0, w, wk.pde & PTE_P ? ST_NORMAL : ST_ERR, "PDE[%03x] %08x %s",
+              c->pc >> 22, wk.pde, (wk.pde & PTE_P) ? f : "not present");
     if (wk.fail == 1) return;
     pte_flags(wk.pte, f);
     if (wk.fail == 2)
@@ -1336,7 +1472,7 @@ static void log_collect(tui *t, int dir, int rows, int w, logrows *out) {
                 i--;
                 scanned++;
             }
-            have_ev = i > 0;
+            have_ev = i > 0 && ev_visible(t, i - 1);
             int have_in = insns && q > 0;
             if (!have_ev && !have_in) break;
             logline l;
@@ -1358,7 +1494,7 @@ static void log_collect(tui *t, int dir, int rows, int w, logrows *out) {
                 i++;
                 scanned++;
             }
-            int have_ev = i < t->ix.nev;
+            int have_ev = i < t->ix.nev && ev_visible(t, i);
             int have_in = insns && q < t->ix.ninsn;
             if (!have_ev && !have_in) break;
             logline l;
@@ -1409,7 +1545,7 @@ static int draw_line(tui *t, const logline *l, int y, int ymax, int w, int cur) 
         int st = cur ? ST_CUR : ST_NORMAL;
         if (cur) cv_fill(cv, y, 0, w, ' ', ST_CUR);
         cv_printf(cv, y, 0, w, st, "%7llu %4s %08x  %s", (unsigned long long)ii.step,
-                  ring_text(ii.mode, ii.machine, t->nm, ring, sizeof ring), ii.pc, text);
+                  ring_text(EV_INSN, ii.mode, ii.machine, t->nm, ring, sizeof ring), ii.pc, text);
         if (cur) cv_put(cv, y, 0, 1, ST_CUR, ">");
         return 1;
     }
@@ -1417,11 +1553,10 @@ static int draw_line(tui *t, const logline *l, int y, int ymax, int w, int cur) 
     const cpu_event *e = &t->h->ev[r->rec];
     int has_pc = event_line(t, l->ev, text, sizeof text);
     int st = event_style(e);
-    if (l->ev == t->stop_ev) st = ST_STOPEV;
     char cols[40];
     if (has_pc)
         snprintf(cols, sizeof cols, "%7llu %4s %08x  ", (unsigned long long)r->step,
-                 ring_text(e->mode, r->machine, t->nm, ring, sizeof ring), e->pc);
+                 ring_text(e->kind, e->mode, r->machine, t->nm, ring, sizeof ring), e->pc);
     else
         snprintf(cols, sizeof cols, "%7llu %4s %8s  ", (unsigned long long)r->step, "", "");
     cv_put(cv, y, 0, COLS_W, ST_DIM, cols);
@@ -1454,7 +1589,7 @@ static void draw_log(tui *t, const layout *L) {
     }
     logrows up, down;
     int h = L->log_h;
-    int want_up = (h - 1) * 3 / 5, want_down = h - 1 - want_up;
+    int want_up = (h - 1) * 3 / 5; /* more of the past than of the future */
     log_collect(t, -1, h - 1, w, &up);
     log_collect(t, +1, h - 1, w, &down);
     /* give rows a side does not need to the other side */
@@ -1465,7 +1600,6 @@ static void draw_log(tui *t, const layout *L) {
         up_rows = h - 1 - down_rows;
         if (up_rows > up.rows) up_rows = up.rows;
     }
-    (void)want_down;
     /* lines above, from the furthest one that fits */
     int k = 0, rows = 0;
     while (k < up.n && rows + line_rows(t, &up.l[k], w) <= up_rows) {
@@ -1493,10 +1627,10 @@ static void draw_status(tui *t, const layout *L, const cpu_t *c, int m, uint64_t
         return;
     }
     char left[128];
-    int n = snprintf(left, sizeof left, " step %llu  cycle %llu ", (unsigned long long)step,
-                     c ? (unsigned long long)c->cycles : 0ull);
-    if (t->nm > 1)
-        snprintf(left + n, sizeof left - (size_t)n, "machine %d ", m);
+    int n = c ? snprintf(left, sizeof left, " step %llu  cycle %llu ", (unsigned long long)step,
+                         (unsigned long long)c->cycles)
+              : snprintf(left, sizeof left, " step %llu ", (unsigned long long)step);
+    if (t->nm > 1) snprintf(left + n, sizeof left - (size_t)n, "machine %d ", m);
     int x = cv_put(cv, y, 0, w, ST_STATUS, left);
     const char *right = " ?:help ";
     int rw = (int)strlen(right);
@@ -1519,12 +1653,12 @@ static const char *const help_lines[] = {
     "  b ADDR  b mnem NAME  b event KIND  b vm N   set a breakpoint",
     "  d [N]   delete all breakpoints (or number N)",
     "  g STEP  go to a step      m [ADDR]  memory at ADDR (none: auto)",
-    "  KIND: trap syscall interrupt exception io iret sensitive",
-    "        halt exit shutdown",
+    "  KIND: trap syscall interrupt exception io iret sensitive halt",
+    "        exit switch inject shadow translate shutdown",
     "? this help   q quit",
     "",
     "top line: the whole run; the digit is the ring that ran (0 kernel,",
-    "3 user), the colour the machine, the highlighted cell is now.",
+    "3 user), the colour the machine or VM, the highlighted cell is now.",
     "Press any key to close this help.",
 };
 
@@ -1608,14 +1742,22 @@ static void render(tui *t, int w, int h) {
     int m;
     uint64_t step;
     int has_insn = pos_where(t, t->cur, &m, &step, &ii);
-    cpu_t *c = machine_at(t, m, step, has_insn);
+    cpu_t *c = state_at_pos(t, t->cur); /* NULL: show what was recorded, nothing else */
+    int mode = has_insn ? ii.mode : c ? cpu_mode_byte(c) : 0, vm = NO_VM;
+    if (has_insn) {
+        vm = ii.vm;
+    } else {
+        insn_info last;
+        ix_insn(&t->ix, t->ix.ninsn - 1, &last);
+        vm = last.vm;
+    }
     if (c && t->now_pos != t->cur + 1) { /* a new position: remember what was shown before */
         t->before = t->now;
         regview_of(&t->now, c, m);
         t->now_pos = t->cur + 1;
     }
     draw_timeline(t, &L);
-    draw_badge(t, &L, c, m);
+    draw_badge(t, &L, c, m, mode, vm);
     draw_regs(t, &L, c);
     draw_code(t, &L, c, m, &ii, has_insn);
     draw_memory(t, &L, c, &ii, has_insn);
@@ -1659,19 +1801,19 @@ static void step_over(tui *t) {
         set_msg(t, 0, "step (not a call: step over is a plain step)");
         return;
     }
-    cpu_t *c = machine_at(t, ii.machine, ii.step, 1);
-    if (!c) {
-        set_msg(t, 1, "the machine's state is not available here");
-        return;
-    }
-    uint32_t sp0 = c->r[CPU_REG_SP];
+    /* the return: the next instruction after it, in the same machine and
+     * ring, with sp back where it was (a recursive call returns to the same
+     * address deeper down first).  Without registers: the first return. */
+    cpu_t *c = state_at_pos(t, t->cur);
+    int check_sp = c != NULL;
+    uint32_t sp0 = c ? c->r[CPU_REG_SP] : 0;
     ret_pred rp = {ii.pc + ii.in.size, ii.machine, ii.mode & EV_MODE_CPL};
     uint64_t q = t->cur;
     for (int tries = 0; tries < 100000; tries++) {
         stop s = find_insn(t, pred_return, &rp, q, +1);
         if (!s.found) break;
-        cpu_t *cq = state_at_pos(t, s.pos);
-        if (cq && cq->r[CPU_REG_SP] == sp0) { /* back at the same stack level */
+        cpu_t *cq = check_sp ? state_at_pos(t, s.pos) : NULL;
+        if (!check_sp || (cq && cq->r[CPU_REG_SP] == sp0)) {
             go(t, s.pos);
             set_msg(t, 0, "stepped over the %s", cpu_isa[op].mnem);
             return;
@@ -1755,7 +1897,7 @@ static void command(tui *t, const char *line) {
             if (ek < 0) {
                 set_msg(t, 1,
                         "unknown event '%s' (trap syscall interrupt exception io iret sensitive "
-                        "halt exit shutdown)",
+                        "halt exit switch inject shadow translate shutdown)",
                         nw > 2 ? words[2] : "");
                 return;
             }
@@ -1848,8 +1990,10 @@ static void on_key(tui *t, int k) {
             t->prompt = 0;
             set_msg(t, 0, "cancelled");
         } else if (k == KEY_BACKSPACE || k == 127 || k == 8) {
-            if (t->plen) t->pbuf[--t->plen] = 0;
-            else t->prompt = 0;
+            if (t->plen)
+                t->pbuf[--t->plen] = 0;
+            else
+                t->prompt = 0;
         } else if (k >= 32 && k < 127 && t->plen + 1 < (int)sizeof t->pbuf) {
             t->pbuf[t->plen++] = (char)k;
             t->pbuf[t->plen] = 0;
@@ -1891,12 +2035,30 @@ static void on_key(tui *t, int k) {
         t->stop_ev = NO_EV;
         step_over(t);
         break;
-    case 't': t->last_run = EK_TRAP; run_to(t, EK_TRAP, +1); break;
-    case 'y': t->last_run = EK_SYSCALL; run_to(t, EK_SYSCALL, +1); break;
-    case 'i': t->last_run = EK_INTERRUPT; run_to(t, EK_INTERRUPT, +1); break;
-    case 'o': t->last_run = EK_IO; run_to(t, EK_IO, +1); break;
-    case 'e': t->last_run = EK_EXIT; run_to(t, EK_EXIT, +1); break;
-    case 'c': t->last_run = RUN_BREAK; run_to(t, RUN_BREAK, +1); break;
+    case 't':
+        t->last_run = EK_TRAP;
+        run_to(t, EK_TRAP, +1);
+        break;
+    case 'y':
+        t->last_run = EK_SYSCALL;
+        run_to(t, EK_SYSCALL, +1);
+        break;
+    case 'i':
+        t->last_run = EK_INTERRUPT;
+        run_to(t, EK_INTERRUPT, +1);
+        break;
+    case 'o':
+        t->last_run = EK_IO;
+        run_to(t, EK_IO, +1);
+        break;
+    case 'e':
+        t->last_run = EK_EXIT;
+        run_to(t, EK_EXIT, +1);
+        break;
+    case 'c':
+        t->last_run = RUN_BREAK;
+        run_to(t, RUN_BREAK, +1);
+        break;
     case 'B': {
         int what = t->last_run;
         if (what == RUN_NONE) what = t->nbps ? RUN_BREAK : EK_TRAP;
@@ -2022,7 +2184,7 @@ static void styles_init(int colour) {
         [ST_MARK] = {COLOR_RED, -1, A_BOLD, A_BOLD},
         [ST_STATUS] = {COLOR_BLACK, COLOR_WHITE, 0, A_REVERSE},
         [ST_KEY] = {COLOR_YELLOW, -1, A_BOLD, A_BOLD},
-        [ST_STOPEV] = {COLOR_BLACK, COLOR_MAGENTA, A_BOLD, A_BOLD | A_UNDERLINE},
+        [ST_STOPEV] = {COLOR_WHITE, COLOR_MAGENTA, A_BOLD, A_REVERSE | A_BOLD},
     };
     short pair = 1;
     for (int s = 0; s < ST_TL; s++) {
@@ -2097,13 +2259,23 @@ static int run_terminal(tui *t) {
     }
     setlocale(LC_CTYPE, "");
     SCREEN *scr = newterm(NULL, stdout, stdin);
+    const char *term = getenv("TERM");
     if (!scr) {
-        const char *term = getenv("TERM");
-        fprintf(stderr, "vlab: --tui: cannot use the terminal type '%s'\n",
+        fprintf(stderr, "vlab: --tui: unknown terminal type '%s' (try TERM=xterm-256color)\n",
                 term ? term : "(TERM is not set)");
         return SIM_EXIT_USAGE;
     }
     set_term(scr);
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (char *)-1) { /* e.g. TERM=dumb */
+        endwin();
+        delscreen(scr);
+        fprintf(stderr,
+                "vlab: --tui: the terminal type '%s' cannot move the cursor (try "
+                "TERM=xterm-256color)\n",
+                term ? term : "(TERM is not set)");
+        return SIM_EXIT_USAGE;
+    }
     raw();
     noecho();
     keypad(stdscr, TRUE);
@@ -2148,10 +2320,16 @@ static int run_terminal(tui *t) {
 static const struct {
     const char *name;
     int key;
-} key_names[] = {{"Up", KEY_UP},       {"Down", KEY_DOWN},    {"Left", KEY_LEFT},
-                 {"Right", KEY_RIGHT}, {"Home", KEY_HOME},    {"End", KEY_END},
-                 {"PgUp", KEY_PPAGE},  {"PgDn", KEY_NPAGE},   {"Enter", '\n'},
-                 {"Esc", 27},          {"Space", ' '},        {"Tab", '\t'},
+} key_names[] = {{"Up", KEY_UP},
+                 {"Down", KEY_DOWN},
+                 {"Left", KEY_LEFT},
+                 {"Right", KEY_RIGHT},
+                 {"Home", KEY_HOME},
+                 {"End", KEY_END},
+                 {"Enter", '\n'},
+                 {"Esc", 27},
+                 {"Space", ' '},
+                 {"Tab", '\t'},
                  {"Backspace", KEY_BACKSPACE}};
 
 static double now_ms(void) {
@@ -2202,8 +2380,7 @@ static int verify(tui *t) {
         if (p % 7 == 0 || p + 1 == t->ix.ninsn) {
             cpu_t **f = &fresh[ii.machine];
             if (!*f) *f = cpu_new(t->h->m[ii.machine].mem_size);
-            if (*f && sim_history_state_at(t->h, ii.machine, ii.step, *f) == 0 &&
-                (settle(*f), 1) &&
+            if (*f && sim_history_state_at(t->h, ii.machine, ii.step, *f) == 0 && (settle(*f), 1) &&
                 (memcmp((*f)->r, c->r, sizeof c->r) || (*f)->pc != c->pc ||
                  cpu_get_flags(*f) != cpu_get_flags(c) || (*f)->cycles != c->cycles ||
                  memcmp((*f)->mem, c->mem, c->mem_size))) {
@@ -2216,8 +2393,7 @@ static int verify(tui *t) {
     }
     for (int i = 0; i < 256; i++)
         cpu_free(fresh[i]);
-    if (!bad)
-        printf("verify: %llu positions: ok\n", (unsigned long long)t->ix.ninsn);
+    if (!bad) printf("verify: %llu positions: ok\n", (unsigned long long)t->ix.ninsn);
     return bad;
 }
 
@@ -2294,7 +2470,7 @@ static int run_script(tui *t, const char *script, int w, int h) {
             if (!nk) {
                 fprintf(stderr,
                         "vlab: --tui-script: unknown key '%s' (one character, :COMMAND;, or Up "
-                        "Down Left Right Home End PgUp PgDn Enter Esc Space Tab Backspace)\n",
+                        "Down Left Right Home End Enter Esc Space Tab Backspace)\n",
                         item);
                 free(times);
                 return SIM_EXIT_USAGE;
@@ -2338,8 +2514,9 @@ int viz_tui_view(const sim_history *h, const viz_tui_opts *o) {
                                     o->height > 0 ? o->height : MIN_H)
                        : run_terminal(t);
     if (getenv("VLAB_TUI_STATS"))
-        fprintf(stderr, "tui: %llu instructions, %zu index entries, %zu events; index %zu KiB, "
-                        "history %zu KiB of events + %zu KiB of snapshots\n",
+        fprintf(stderr,
+                "tui: %llu instructions, %zu index entries, %zu events; index %zu KiB, "
+                "history %zu KiB of events + %zu KiB of snapshots\n",
                 (unsigned long long)t->ix.ninsn, t->ix.nrun, t->ix.nev, ix_bytes(&t->ix) >> 10,
                 (h->cap * sizeof(cpu_event)) >> 10, h->bytes >> 10);
     tui_free(t);
@@ -2413,8 +2590,8 @@ int viz_tui_main(const sim_options *opt, const char *script) {
                            .script = script,
                            .title = o.scenario,
                            .message = rc == SIM_EXIT_OK ? NULL
-                                      : errs && *errs     ? errs
-                                                          : first,
+                                      : errs && *errs   ? errs
+                                                        : first,
                            .message_is_error = 1};
         if (script && errs && *errs) fputs(errs, stderr);
         vrc = viz_tui_view(h, &vo);

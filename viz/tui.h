@@ -31,11 +31,11 @@ int viz_tui_main(const sim_options *opt, const char *script);
 
 /* The viewer alone, on a run's history. */
 typedef struct viz_tui_opts {
-    unsigned show;          /* event classes listed in the event log (VIZ_SHOW_*) */
-    const char *script;     /* NULL: the terminal; else keys to replay (see above) */
-    int width, height;      /* screen size of a script run (default 80x24) */
-    const char *title;      /* shown in the status line at start (scenario path) */
-    const char *message;    /* first message (e.g. why the scenario failed), or NULL */
+    unsigned show;       /* event classes listed in the event log (VIZ_SHOW_*) */
+    const char *script;  /* NULL: the terminal; else keys to replay (see above) */
+    int width, height;   /* screen size of a script run (default 80x24) */
+    const char *title;   /* shown in the status line at start (scenario path) */
+    const char *message; /* first message (e.g. why the scenario failed), or NULL */
     int message_is_error;
 } viz_tui_opts;
 
