@@ -170,7 +170,7 @@ int hv_run(hv *h, uint64_t max_steps) {
         arm_timer(h, vm);
         int rc = cpu_run(c, end - c->steps);
         if (rc == CPU_EXIT_BUDGET) return rc;
-        if (rc == CPU_EXIT_TRAP && (vm->technique == HV_TRAP_EMULATE || vm->technique == HV_BT)) {
+        if (rc == CPU_EXIT_TRAP && vm->technique != HV_VTX) {
             hv_exit(h, vm);
         } else if (rc == CPU_EXIT_CALLOUT && vm->technique == HV_BT) {
             hv_bt_callout(h, vm);

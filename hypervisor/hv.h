@@ -30,7 +30,7 @@
 #include "cpu/asm.h"
 #include "cpu/cpu.h"
 
-enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_BT = 3, HV_TECHNIQUE_COUNT };
+enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_BT = 3, HV_PV = 4, HV_TECHNIQUE_COUNT };
 
 /* Virtual interrupt lines of a vCPU (vector 32 + line). */
 #define HV_VIRQ_TIMER 0
@@ -51,6 +51,7 @@ typedef struct hv_vcpu {
     /* statistics for the summary */
     uint64_t exits, emulations, reflections, injections, shadow_fills, pt_writes;
     uint64_t translations, translated_blocks, retranslations, callouts; /* binary translation */
+    uint64_t hypercalls; /* paravirtualization */
     uint64_t emulated_by_op[OP_COUNT];
 } hv_vcpu;
 

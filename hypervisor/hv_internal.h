@@ -42,6 +42,11 @@ void hv_reflect(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t 
  * a trap, 2 from translated code); 0 emulated, 1 faulted (reflected), -1 VM stops */
 int hv_emulate_insn(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag);
 
+void hv_set_vcpl(hv *h, hv_vm *vm, int vcpl); /* the guest's ring: real ring and shadow follow */
+
+/* pv.c */
+int hv_pv_hypercall(hv *h, hv_vm *vm);
+
 /* bt.c */
 int hv_bt_translated(const hv_vm *vm, uint32_t gpa);
 void hv_bt_translate(hv *h, hv_vm *vm, uint32_t gpa, uint32_t va);

@@ -27,6 +27,9 @@ static uint32_t guest_flags(hv *h, hv_vm *vm) {
 /* The real ring for a virtual one: the kernel is compressed into kernel_ring. */
 static int real_ring(const hv_vm *vm, int vcpl) { return vcpl == 3 ? 3 : vm->kernel_ring; }
 
+static void set_vcpl(hv *h, hv_vm *vm, int vcpl);
+void hv_set_vcpl(hv *h, hv_vm *vm, int vcpl) { set_vcpl(h, vm, vcpl); }
+
 static void set_vcpl(hv *h, hv_vm *vm, int vcpl) {
     int was = vm->vcpu.vcpl == 3;
     vm->vcpu.vcpl = (uint8_t)vcpl;
@@ -246,6 +249,10 @@ int hv_exit(hv *h, hv_vm *vm) {
     hv_vcpu *v = &vm->vcpu;
     v->exits++;
     c->cycles += h->cost_exit;
+    if (vm->technique == HV_PV && x->vector == VEC_UD && x->insn.op == OP_VMCALL) {
+        hv_pv_hypercall(h, vm); /* an explicit call into the hypervisor (pv.c) */
+        return vm->done ? CPU_EXIT_SHUTDOWN : 0;
+    }
     switch (x->vector) {
     case VEC_IRQ0: /* the hypervisor's timer: the virtual timer may be due */
         break;

@@ -9,7 +9,7 @@
 
 const char *hv_technique_name(int t) {
     static const char *const n[HV_TECHNIQUE_COUNT] = {"native", "trap-and-emulate", "vt-x",
-                                                      "binary-translation"};
+                                                      "binary-translation", "paravirtual"};
     return t >= 0 && t < HV_TECHNIQUE_COUNT ? n[t] : "?";
 }
 
@@ -31,11 +31,11 @@ uint32_t hv_alloc_frame(hv *h) {
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
                  char *err, size_t errlen) {
     uint32_t npages = (mem_bytes + CPU_PAGE - 1) / CPU_PAGE;
-    if (npages == 0 || (technique != HV_TRAP_EMULATE && technique != HV_VTX && technique != HV_BT) ||
+    if (npages == 0 || technique <= HV_NATIVE || technique >= HV_TECHNIQUE_COUNT ||
         (kernel_ring != 1 && kernel_ring != 3)) {
         snprintf(err, errlen,
-                 "a VM needs memory, a technique (trap-and-emulate, vt-x, binary-translation) and kernel "
-                 "ring 1 or 3");
+                 "a VM needs memory, a technique (trap-and-emulate, vt-x, binary-translation, "
+                 "paravirtual) and kernel ring 1 or 3");
         return NULL;
     }
     if (npages + 2 > h->free_frames) {

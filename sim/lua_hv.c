@@ -115,8 +115,10 @@ static int hv_vm_create(lua_State *L) {
     }
     if (weight < 1 || weight > 1000) return luaL_error(L, "vm: weight must be 1..1000");
     int t = hv_technique_by_name(tech);
-    if (t != HV_TRAP_EMULATE && t != HV_VTX && t != HV_BT)
-        return luaL_error(L, "vm: technique '%s' is not available (trap-and-emulate, vt-x, binary-translation)",
+    if (t <= HV_NATIVE)
+        return luaL_error(L,
+                          "vm: technique '%s' is not available (trap-and-emulate, binary-translation, "
+                          "vt-x, paravirtual)",
                           tech);
     if (ring != 1 && ring != 3) return luaL_error(L, "vm: kernel_ring must be 1 or 3");
     if (mem < 4096 || mem > 0x10000000) return luaL_error(L, "vm: memory must be 4 KiB .. 256 MiB");
@@ -281,6 +283,7 @@ static int vm_stats(lua_State *L) {
     set_int(L, "translated_blocks", (lua_Integer)v->translated_blocks);
     set_int(L, "retranslations", (lua_Integer)v->retranslations);
     set_int(L, "callouts", (lua_Integer)v->callouts);
+    set_int(L, "hypercalls", (lua_Integer)v->hypercalls);
     set_int(L, "slices", (lua_Integer)vb->vm->slices);
     lua_newtable(L);
     for (int op = 0; op < OP_COUNT; op++)

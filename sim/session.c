@@ -248,6 +248,8 @@ static void summary_vms(strbuf *b, const hv *h) {
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
                   (unsigned long long)v->reflections, (unsigned long long)v->injections,
                   (unsigned long long)v->shadow_fills, (unsigned long long)v->pt_writes);
+        if (vm->technique == HV_PV)
+            sb_printf(b, "    hypercalls %llu\n", (unsigned long long)v->hypercalls);
         if (vm->technique == HV_BT)
             sb_printf(b, "    translated %llu pages (%llu blocks), %llu callouts, %llu retranslated stores\n",
                       (unsigned long long)v->translations, (unsigned long long)v->translated_blocks,

@@ -269,6 +269,54 @@ START_TEST(test_bt_self_modifying_code) {
 }
 END_TEST
 
+/* paravirtualization: the same guest-visible result with hypercalls, and
+ * mmu_update refuses a frame the VM does not own */
+START_TEST(test_pv_hypercalls) {
+    static const char *const native_files[] = {"scenarios/guests/tiny/critical.s", NULL};
+    static const char *const pv_files[] = {"scenarios/guests/pv/critical.s", NULL};
+    cpu_t *n = native(native_files, 1 << 20, "x86");
+    virt pv = in_vm_t(pv_files, 1 << 20, "x86", 1, HV_PV);
+    size_t len;
+    ck_assert_str_eq(pv.vm->console, cpu_console(n, &len));
+    ck_assert_uint_ge(pv.vm->vcpu.hypercalls, 9);
+    virt_free(&pv);
+    cpu_free(n);
+}
+END_TEST
+
+START_TEST(test_pv_mmu_update_validates) {
+    char err[160];
+    cpu_t *host = cpu_new(4 << 20);
+    hv *h = hv_new(host, err, sizeof err);
+    hv_vm *vm = hv_vm_new(h, "pv", 64 << 10, HV_PV, 1, err, sizeof err);
+    static const char src[] = "        .org 0x1000\n"
+                              "start:  li    sp, 0x8000\n"
+                              "        li    r1, list\n"
+                              "        li    r0, 7\n" /* mmu_update */
+                              "        li    r2, 2\n"
+                              "        vmcall\n"
+                              "        mov   r5, r0\n"
+                              "        hlt\n"
+                              "list:   .word 0x3000, 0x4003\n"     /* fine: a frame of the VM */
+                              "        .word 0x3004, 0x800003\n";  /* 8 MiB: not the VM's */
+    asm_image img;
+    char *e = NULL;
+    ck_assert_int_eq(asm_assemble(src, strlen(src), "pv.s", NULL, &img, &e), 0);
+    for (int k = 0; k < img.nchunks; k++) hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
+    vm->vcpu.pc = img.entry;
+    asm_image_free(&img);
+    ck_assert_int_eq(hv_run(h, 100000), CPU_EXIT_HALT);
+    ck_assert_uint_eq(vm->vcpu.r[5], 1); /* one update done, the second refused */
+    uint32_t a, b;
+    hv_vm_read_phys(h, vm, 0x3000, &a, 4);
+    hv_vm_read_phys(h, vm, 0x3004, &b, 4);
+    ck_assert_uint_eq(a, 0x4003);
+    ck_assert_uint_eq(b, 0);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 START_TEST(test_vm_too_big) {
     char err[160];
     cpu_t *host = cpu_new(1 << 20);
@@ -298,6 +346,8 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_vtx_fault_stays_in_guest);
     tcase_add_test(t, test_bt_closes_the_holes);
     tcase_add_test(t, test_bt_self_modifying_code);
+    tcase_add_test(t, test_pv_hypercalls);
+    tcase_add_test(t, test_pv_mmu_update_validates);
     suite_add_tcase(s, t);
     return s;
 }
