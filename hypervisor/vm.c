@@ -66,6 +66,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     vm->technique = technique;
     vm->kernel_ring = kernel_ring;
     vm->weight = 1;
+    vm->last_exit = -1;
     vm->npages = npages;
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);

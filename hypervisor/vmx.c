@@ -87,6 +87,8 @@ int hv_vmx_exit(hv *h, hv_vm *vm) {
     uint32_t *R = c->r;
     v->exits++;
     c->cycles += h->cost_vmexit;
+    vm->last_exit = x->vmx_reason;
+    vm->last_qual = x->qual;
     switch (x->vmx_reason) {
     case VMX_EXIT_EXTINT: /* the hypervisor's timer: acknowledge it */
         c->irq_pending &= ~(1u << x->qual);

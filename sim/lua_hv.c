@@ -292,6 +292,51 @@ static int vm_stats(lua_State *L) {
     return 1;
 }
 
+static void set_bool(lua_State *L, const char *k, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* vm:vmcs() -> the VT-x control fields, the guest-state area and the last
+ * exit, as a table (nil for a VM that is not VT-x) */
+static int vm_vmcs(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    hv_vm *vm = vb->vm;
+    if (vm->technique != HV_VTX) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    int running = vb->owner->h->current == vm->id && vb->owner->h->host->nonroot;
+    const cpu_t *c = vb->owner->h->host;
+    uint32_t ctl = running ? c->vmx_ctl : vm->vmx_ctl;
+    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 9);
+    set_bool(L, "hlt_exiting", !!(ctl & VMX_HLT_EXIT));
+    set_bool(L, "rdtsc_exiting", !!(ctl & VMX_RDTSC_EXIT));
+    set_bool(L, "cr3_exiting", !!(ctl & VMX_CR3_EXIT));
+    set_bool(L, "invlpg_exiting", !!(ctl & VMX_INVLPG_EXIT));
+    set_bool(L, "io_exiting", !!(ctl & VMX_IO_EXIT));
+    set_bool(L, "descriptor_exiting", !!(ctl & VMX_DESC_EXIT));
+    set_bool(L, "interrupt_window_exiting", !!(ctl & VMX_INTWIN_EXIT));
+    set_bool(L, "external_interrupt_exiting", !!(ctl & VMX_EXTINT_EXIT));
+    set_bool(L, "ept", !!(ctl & VMX_EPT));
+    lua_setfield(L, -2, "controls");
+    set_int(L, "exception_bitmap", vm->vmx_exc);
+    set_bool(L, "launched", vm->launched);
+    lua_createtable(L, 0, 8); /* guest-state area */
+    set_int(L, "pc", running ? c->pc : vm->vcpu.pc);
+    set_int(L, "sp", running ? c->r[CPU_REG_SP] : vm->vcpu.r[CPU_REG_SP]);
+    set_int(L, "ring", running ? c->cpl : vm->vcpu.vcpl);
+    set_bool(L, "interrupts", running ? !!(c->flags & CPU_FL_IF) : vm->vcpu.vif);
+    for (int i = 0; i < CPU_NCR; i++) set_int(L, cpu_cr_names[i], running ? cpu_get_cr(c, i) : vm->vcpu.vcr[i]);
+    lua_setfield(L, -2, "guest");
+    if (vm->last_exit >= 0) {
+        set_int(L, "exit_reason", vm->last_exit);
+        set_int(L, "exit_qualification", vm->last_qual);
+    }
+    return 1;
+}
+
 static int vm_index(lua_State *L) {
     vm_box *vb = check_vm(L, 1);
     const char *k = luaL_checkstring(L, 2);
@@ -562,6 +607,7 @@ void sim_lua_open_hv(lua_State *L) {
                                           {"console", vm_console}, {"read32", vm_read32},
                                           {"bytes", vm_bytes},     {"stats", vm_stats},
                                           {"push", vm_push},       {"pop", vm_pop},
+                                          {"vmcs", vm_vmcs},
                                           {NULL, NULL}};
     static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},
                                        {"__tostring", vm_tostring}, {NULL, NULL}};

@@ -151,8 +151,27 @@ sim_machine *sim_machine_new(sim_session *s, uint32_t mem_bytes, const char *pol
     return m;
 }
 
+/* Remember what a bare machine's run of a program cost, for the overhead
+ * of VMs that run the same program. */
+static void note_native(sim_session *s, const sim_machine *m) {
+    if (!m->nimages || !m->images[0].nfiles || !m->cpu->steps) return;
+    for (int k = 0; k < s->nhvs; k++)
+        if (s->hvs[k]->host == m->cpu) return; /* a hypervisor's host is no bare run */
+    const char *img = m->images[0].files[0];
+    for (int i = 0; i < s->nnative; i++)
+        if (strcmp(s->native[i].image, img) == 0) {
+            s->native[i].cycles = m->cpu->cycles;
+            return;
+        }
+    if (s->nnative < (int)(sizeof s->native / sizeof s->native[0])) {
+        snprintf(s->native[s->nnative].image, sizeof s->native[0].image, "%s", img);
+        s->native[s->nnative++].cycles = m->cpu->cycles;
+    }
+}
+
 void sim_machine_free(sim_session *s, sim_machine *m) {
     if (!m || !m->cpu) return;
+    note_native(s, m);
     if (m->id < s->nmachines && s->machines[m->id] == m) s->machines[m->id] = NULL;
     s->machine_bytes -= m->cpu->mem_size;
     for (int i = 0; i < m->nimages; i++)
@@ -235,7 +254,7 @@ void sim_unregister_hv(sim_session *s, struct hv *h) {
         if (s->hvs[i] == h) s->hvs[i] = s->hvs[--s->nhvs];
 }
 
-static void summary_vms(strbuf *b, const hv *h) {
+static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
@@ -243,6 +262,11 @@ static void summary_vms(strbuf *b, const hv *h) {
                   vm->id, vm->name, hv_technique_name(vm->technique), vm->kernel_ring, vm->weight,
                   vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
                   (unsigned long long)vm->slices);
+        const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;
+        for (int k = 0; img && vm->done && k < s->nnative; k++)
+            if (strcmp(s->native[k].image, img) == 0 && s->native[k].cycles)
+                sb_printf(b, "    %s took %.2fx the cycles of its bare-metal run (%llu against %llu)\n", img, (double)vm->cpu_cycles / (double)s->native[k].cycles,
+                          (unsigned long long)vm->cpu_cycles, (unsigned long long)s->native[k].cycles);
         sb_printf(b, "    exits %llu, emulated %llu, reflected %llu, injected %llu, shadow fills %llu, "
                      "page-table writes %llu\n",
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
@@ -272,6 +296,8 @@ static void summary_vms(strbuf *b, const hv *h) {
 
 void sim_print_summary(sim_session *s) {
     cpu_trace_flush(&s->trace);
+    for (int i = 0; i < s->nmachines; i++)
+        if (s->machines[i]) note_native(s, s->machines[i]);
     strbuf b = {0};
     sb_printf(&b, "== summary\n");
     for (int i = 0; i < s->nmachines; i++) {
@@ -310,7 +336,7 @@ void sim_print_summary(sim_session *s) {
                           (unsigned long long)k->emulated);
         }
         for (int hi = 0; hi < s->nhvs; hi++)
-            if (s->hvs[hi]->host == c) summary_vms(&b, s->hvs[hi]);
+            if (s->hvs[hi]->host == c) summary_vms(&b, s, s->hvs[hi]);
         size_t clen;
         const char *con = cpu_console(c, &clen);
         if (clen) {

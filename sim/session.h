@@ -68,6 +68,11 @@ typedef struct sim_session {
     sim_history *history; /* when opt.keep_history */
     struct hv *hvs[8];    /* hypervisors of the run, for the summary */
     int nhvs;
+    struct sim_native_run { /* bare-machine runs, to compare VMs of the same image with */
+        char image[96];
+        uint64_t cycles;
+    } native[16];
+    int nnative;
     int keep_history_after_close; /* the caller takes s->history over (TUI, export) */
     sim_machine **machines;
     int nmachines;

@@ -49,3 +49,15 @@ if vlab.policy == "x86" then
   expect(te ~= native, "trap-and-emulate on x86: the guest can tell")
 end
 expect_eq(vs.emulated.out, select(2, native:gsub(".", "")), "one exit per console byte")
+
+-- the VT-x VM's VMCS, as the hypervisor left it
+local hv = vlab.hypervisor{ name = "vmcs host", memory = 4 * 1024 * 1024 }
+local vm = hv:vm{ name = "guest", technique = "vt-x" }
+vm:load_file("tiny/kernel.s")
+vm:load_file("tiny/hello-user.s", { entry = false })
+hv:run()
+local vmcs = vm:vmcs()
+expect(vmcs.controls.io_exiting and vmcs.controls.ept, "I/O exits; memory through the EPT")
+expect_eq(vmcs.exit_reason, 12, "the last exit: hlt (SDM basic exit reason 12)")
+print(string.format("VMCS: launched %s, last exit reason %d, guest ring %d, guest ptbr 0x%x",
+  tostring(vmcs.launched), vmcs.exit_reason, vmcs.guest.ring, vmcs.guest.ptbr))
