@@ -150,7 +150,11 @@ const char *cpu_exit_name(int r) {
 }
 
 uint32_t cpu_get_cr(const cpu_t *c, int n) {
-    if (n == CR_STATUS) return (c->cr[CR_STATUS] & ~CPU_ST_CPL) | c->cpl;
+    if (n == CR_STATUS) {
+        uint32_t v = c->cr[CR_STATUS];
+        if (c->nonroot) v = (v & ~c->status_mask) | (c->status_shadow & c->status_mask); /* read shadow */
+        return (v & ~CPU_ST_CPL) | c->cpl;
+    }
     return n >= 0 && n < CPU_NCR ? c->cr[n] : 0;
 }
 
@@ -300,10 +304,8 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
  * the delivery itself failed (no handler, frame not writable). */
 static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
     uint32_t slot = c->cr[CR_VBR] + 4u * (uint32_t)vec, h = 0;
-    if (mmu_ept(c, slot, &slot) || cpu_phys_read(c, slot, &h, 4) || h == 0) {
-        *handler = 0;
-        return -1;
-    }
+    *handler = 0;
+    if (mmu_ept(c, slot, &slot) || cpu_phys_read(c, slot, &h, 4) || h == 0) return -1;
     *handler = h;
     uint32_t old_sp = c->r[CPU_REG_SP], old_cpl = c->cpl, old_flags = cpu_get_flags(c);
     uint32_t sp = c->cpl > 0 ? c->cr[CR_KSP] : old_sp;
@@ -311,9 +313,10 @@ static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
     uint8_t saved = c->cpl;
     c->cpl = 0; /* the frame is written with supervisor rights */
     sp -= sizeof frame;
-    if (mmu_access_slow(c, sp, frame, sizeof frame, ACC_WRITE)) {
+    int fv = mmu_access_slow(c, sp, frame, sizeof frame, ACC_WRITE);
+    if (fv) {
         c->cpl = saved;
-        return -1;
+        return fv; /* the fault vector */
     }
     c->r[CPU_REG_SP] = sp;
     c->flags = old_flags & CPU_FL_ARITH; /* materialize the lazy flags; IF cleared */
@@ -327,7 +330,11 @@ static int pf_bits(uint32_t err) {
     return (int)((err & 7) | ((err & PF_FETCH) ? 8 : 0));
 }
 
-/* Deliver vec through the vector table; escalate to #DF, then shut down. */
+static int vm_exit(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
+                   const uint32_t w[2], const cpu_insn *in);
+
+/* Deliver vec through the vector table; escalate to #DF, then shut down.
+ * Returns 0, -1 (shut down) or CPU_EXIT_VMX (see cpu_deliver). */
 static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t from_pc) {
     uint64_t at = c->cycles;
     c->cycles += c->cost_trap;
@@ -335,7 +342,22 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
     uint8_t mode = cpu_mode_byte(c);
     if (vec == VEC_PF) c->cr[CR_FADDR] = aux;
     int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
-    if (enter_handler(c, vec, err, &handler) == 0) {
+    int fv = enter_handler(c, vec, err, &handler);
+    if (fv == VEC_PF && c->nonroot && ((c->vmx_exc >> VEC_PF) & 1)) {
+        /* the frame's page is not mapped yet (a shadow page table miss):
+         * exit, and remember the event being delivered (SDM 27.2.4) */
+        int r = vm_exit(c, VMX_EXIT_EXCEPTION, VEC_PF, c->fault_addr, c->pc, NULL, NULL);
+        c->exit.err = c->fault_err;
+        c->exit.addr = c->fault_addr;
+        c->exit.cause = CAUSE_PF;
+        c->exit.idt_valid = 1;
+        c->exit.idt_vector = vec;
+        c->exit.idt_cause = cause;
+        c->exit.idt_err = err;
+        c->exit.idt_aux = aux;
+        return r;
+    }
+    if (fv == 0) {
         if (c->trace) {
             cpu_event e = {.kind = EV_TRAP,
                            .mode = mode,
@@ -375,11 +397,11 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
     return -1;
 }
 
-void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
+int cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
     /* after an intercepted trap, the event names the instruction that raised it */
     uint32_t at =
         (c->exit.reason == CPU_EXIT_TRAP && c->exit.vector == vector) ? c->exit.pc : c->pc;
-    deliver(c, vector & 0xff, cause, err, aux, at);
+    return deliver(c, vector & 0xff, cause, err, aux, at) == CPU_EXIT_VMX ? CPU_EXIT_VMX : 0;
 }
 
 /* A trap raised by the running program: intercepted, or delivered.
@@ -428,8 +450,8 @@ static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, 
         cpu_emit(c, EV_INTERCEPT, vec, bcode, insn_pc, c->pc, aux);
         return CPU_EXIT_TRAP;
     }
-    if (deliver(c, vec, cause, err, aux, insn_pc) < 0) return CPU_EXIT_SHUTDOWN;
-    return 0;
+    int r = deliver(c, vec, cause, err, aux, insn_pc);
+    return r < 0 ? CPU_EXIT_SHUTDOWN : r;
 }
 
 /* ---- the loop -------------------------------------------------------------------------- */
@@ -523,8 +545,13 @@ static int nonroot_exit(const cpu_t *c, const cpu_insn *in) {
     case OP_RDTSC: return (ctl & VMX_RDTSC_EXIT) ? VMX_EXIT_RDTSC : -1;
     case OP_INVLPG: return (ctl & VMX_INVLPG_EXIT) ? VMX_EXIT_INVLPG : -1;
     case OP_SIDT: return (ctl & VMX_DESC_EXIT) ? VMX_EXIT_DESC : -1;
-    case OP_WRCR: return (ctl & VMX_CR3_EXIT) && in->ra == CR_PTBR ? VMX_EXIT_CR : -1;
-    case OP_RDCR: return (ctl & VMX_CR3_EXIT) && in->rb == CR_PTBR ? VMX_EXIT_CR : -1;
+    case OP_WRCR:
+        if (in->ra == CR_STATUS && ((c->r[in->rb] ^ c->status_shadow) & c->status_mask)) return VMX_EXIT_CR;
+        if (in->ra == CR_VBR && (ctl & VMX_DESC_EXIT)) return VMX_EXIT_DESC; /* like LIDT */
+        return (ctl & VMX_CR3_EXIT) && in->ra == CR_PTBR ? VMX_EXIT_CR : -1;
+    case OP_RDCR:
+        if (in->rb == CR_VBR && (ctl & VMX_DESC_EXIT)) return VMX_EXIT_DESC;
+        return (ctl & VMX_CR3_EXIT) && in->rb == CR_PTBR ? VMX_EXIT_CR : -1;
     case OP_IN:
     case OP_OUT: {
         uint32_t port = (uint32_t)in->imm & 0xffff;
@@ -633,7 +660,12 @@ static int exec_system(cpu_t *c, const cpu_insn *in, uint32_t cost) {
         }
         break;
     case OP_WRCR:
-        if (beh != SILENT) cpu_set_cr(c, ra, R[rb]);
+        if (beh == SILENT) break;
+        if (c->nonroot && ra == CR_STATUS) /* the bits the VMM owns stay as they are */
+            cpu_set_cr(c, ra, (R[rb] & ~c->status_mask) | (c->cr[CR_STATUS] & c->status_mask));
+        else
+            cpu_set_cr(c, ra, R[rb]);
+        if (ra == CR_PTBR) cpu_emit(c, EV_ASPACE, 0, 0, pc, R[rb], 0); /* an address-space switch */
         break;
     case OP_RDCR: R[ra] = cpu_get_cr(c, rb); break;
     case OP_INVLPG:

@@ -83,7 +83,7 @@ enum cpu_exit_reason {
 #define VMX_CR3_EXIT (1u << 2)    /* wrcr/rdcr ptbr exit (CR3-load/store exiting) */
 #define VMX_INVLPG_EXIT (1u << 3) /* invlpg exits */
 #define VMX_IO_EXIT (1u << 4)     /* every in/out exits (else the I/O bitmap decides) */
-#define VMX_DESC_EXIT (1u << 5)   /* sidt exits (descriptor-table exiting) */
+#define VMX_DESC_EXIT (1u << 5)   /* sidt and wrcr/rdcr vbr exit (descriptor-table exiting) */
 #define VMX_INTWIN_EXIT (1u << 6) /* exit as soon as the guest's IF is 1 (interrupt window) */
 #define VMX_EXTINT_EXIT (1u << 7) /* external interrupts exit, whatever the guest's IF */
 #define VMX_EPT (1u << 8)         /* guest-physical addresses go through the EPT map */
@@ -117,6 +117,12 @@ typedef struct cpu_exit {
     uint32_t next_pc; /* address after it (to skip it) */
     uint32_t word[2]; /* its raw words */
     cpu_insn insn;    /* and decoded */
+    /* A VM exit that happened while delivering an event (SDM 27.2.4,
+     * "IDT-vectoring information"): the VMM fixes the cause and injects
+     * the event again. */
+    int idt_valid;
+    int idt_vector, idt_cause;
+    uint32_t idt_err, idt_aux;
 } cpu_exit;
 
 typedef struct cpu cpu_t;
@@ -183,6 +189,8 @@ struct cpu {
     const uint32_t *ept;    /* EPT: guest page -> host page + 1 (0: not mapped) */
     uint32_t ept_pages;
     const uint8_t *io_bitmap; /* 65536 bits, 1: that port exits; NULL: none exit */
+    uint32_t status_mask;     /* status bits the VMM owns (the SDM's CR0 guest/host mask): */
+    uint32_t status_shadow;   /* the guest reads these from the shadow, and writing them exits */
 
     /* host control */
     uint32_t intercept[CPU_NVEC / 32];
@@ -207,8 +215,12 @@ const char *cpu_exit_name(int reason);
 
 /* Deliver a trap now, with c->pc as the return address (x86 rules: faults
  * return to the faulting instruction, int/syscall to the next one; an
- * intercepted exit leaves c->pc at that return address). */
-void cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux);
+ * intercepted exit leaves c->pc at that return address).  Returns 0, or
+ * CPU_EXIT_VMX when writing the trap frame page-faulted in VMX non-root
+ * operation with #PF in the exception bitmap: c->exit holds that exit and
+ * the event (exit.idt_*), for the VMM to deliver again once it fixed the
+ * page (shadow paging). */
+int cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux);
 void cpu_raise_irq(cpu_t *c, int line);
 void cpu_intercept(cpu_t *c, int vector, int on);
 static inline int cpu_intercepted(const cpu_t *c, int v) {

@@ -264,7 +264,8 @@ const char *cpu_event_kind_name(int kind) {
         [EV_POLICY] = "policy",       [EV_EMULATE] = "emulate",
         [EV_CONTEXT] = "context",     [EV_BLOCK] = "block",
         [EV_PAGE] = "page",           [EV_COST] = "cost",
-        [EV_REPEAT] = "repeat",     [EV_VMEXIT] = "vmexit", [EV_VMENTRY] = "vmentry"};
+        [EV_REPEAT] = "repeat",     [EV_VMEXIT] = "vmexit", [EV_VMENTRY] = "vmentry",
+        [EV_ASPACE] = "aspace"};
     return kind >= 0 && kind < EV_CPU_LAST && n[kind] ? n[kind] : "?";
 }
 

@@ -43,6 +43,9 @@
  *   EV_REPEAT    x = n: the EV_BLOCK just before ran n more times (a loop)
  *   EV_VMEXIT    a = reason (VMX_EXIT_*), b = vector, pc, x = qualification, y = word 0
  *   EV_VMENTRY   a = 0 launch / 1 resume, pc = guest pc, x = VM id
+ *   EV_ASPACE    pc = where, x = the new page-table base as the program wrote it,
+ *                a = 1 written by the hypervisor on behalf of a guest (emulated), else 0:
+ *                a `wrcr ptbr` switched address spaces (a guest process switch)
  */
 #ifndef VLAB_CPU_EVENT_H
 #define VLAB_CPU_EVENT_H
@@ -72,6 +75,7 @@ enum cpu_event_kind {
     EV_REPEAT,
     EV_VMEXIT,  /* a = VMX_EXIT_* reason, b = exception vector, pc, x = qualification, y = word 0 */
     EV_VMENTRY, /* a = 0 vmlaunch / 1 vmresume, pc = where the guest goes on, x = VM id */
+    EV_ASPACE,  /* pc, x = new page-table base as written, a = 1 emulated by the hypervisor */
     EV_CPU_LAST,
     /* 32-63: the hypervisor (hypervisor/hv.h).  The ring column of these is
      * the hypervisor's own; pc is where the guest was. */

@@ -78,6 +78,8 @@ typedef struct hv_vm {
     uint32_t vmx_ctl, vmx_exc;
     uint32_t *ept;        /* guest page -> host page + 1, for the EPT */
     int launched;         /* vmlaunch done: later entries are vmresume */
+    int vtx_shadow;       /* VT-x without EPT: shadow page tables, as first-generation VT-x */
+    int exit_again;       /* VT-x: delivering an event caused another VM exit */
     int last_exit;        /* VT-x: the last VM exit's reason (-1: none yet) and qualification */
     uint32_t last_qual;
     /* binary translation: per guest page, the virtual page it was translated at | 1 */

@@ -21,9 +21,12 @@ int hv_is_pt(const hv_vm *vm, uint32_t gpa);
 void hv_shadow_flush(hv *h, hv_vm *vm);
 void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
 void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
+/* A guest store into its page table at va: let it through once, update the shadow. */
+void hv_shadow_pt_store(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa);
 /* The shadow page directory for the guest's current mode. */
 static inline uint32_t hv_shadow_root(const hv_vm *vm) {
-    return vm->vcpu.vcpl == 3 ? vm->shadow_pd : vm->shadow_kpd;
+    /* (VT-x keeps one: the guest's own rings tell its kernel from its processes) */
+    return vm->technique != HV_VTX && vm->vcpu.vcpl == 3 ? vm->shadow_pd : vm->shadow_kpd;
 }
 /* A host page fault at va while the guest ran: fill the shadow entry from
  * the guest's tables (0: retry the instruction), or say the guest itself

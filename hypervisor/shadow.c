@@ -65,7 +65,9 @@ static int shadow_pt(hv *h, hv_vm *vm, uint32_t va, uint32_t *pt) {
 int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *gerr) {
     hv_vcpu *v = &vm->vcpu;
     int acc = (host_err & PF_FETCH) ? 2 : (host_err & PF_WRITE) ? 1 : 0;
-    int user = v->vcpl == 3;
+    /* under VT-x the guest's own rings are real: the fault says who accessed
+     * (a trap frame is written with supervisor rights from ring 3) */
+    int user = vm->technique == HV_VTX ? !!(host_err & PF_USER) : v->vcpl == 3;
     uint32_t gpa, bits, hpa, pt;
     int vec = hv_guest_walk(h, vm, va, acc, user, &gpa, &bits, gerr);
     if (vec) return vec; /* the guest's own fault */

@@ -187,6 +187,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
             v->vcr[CR_PTBR] = val & PTE_FRAME;
             hv_mark_pt(vm, val & PTE_FRAME);
             hv_shadow_flush(h, vm);
+            hv_emit(h, EV_ASPACE, 1, 0, x->pc, val, 0); /* the guest switched address spaces */
         } else if (n < CPU_NCR) {
             v->vcr[n] = val;
         }
@@ -229,7 +230,7 @@ int hv_emulate_insn(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag)
 
 /* A guest store into one of its own page tables: let the one instruction
  * through on a writable shadow entry, then drop the shadow. */
-static void pt_write(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa) {
+void hv_shadow_pt_store(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa) {
     cpu_t *c = h->host;
     uint32_t pc = c->pc;
     hv_shadow_set_writable(h, vm, va, 1);
@@ -279,7 +280,7 @@ int hv_exit(hv *h, hv_vm *vm) {
                 if (vm->technique == HV_BT && hv_bt_translated(vm, gpa)) {
                     hv_bt_code_write(h, vm, gpa); /* self-modifying code */
                 } else if (hv_is_pt(vm, gpa)) {
-                    pt_write(h, vm, x->addr, gpa);
+                    hv_shadow_pt_store(h, vm, x->addr, gpa);
                     if (vm->technique == HV_BT && v->vcpl == 0) hv_bt_store_fault(h, vm, x->pc);
                 }
             }

@@ -12,6 +12,34 @@
 
 #include <string.h>
 
+/* Without EPT (first-generation VT-x), the CPU walks the hypervisor's
+ * shadow page tables: paging is always on, the guest's ptbr and vbr are
+ * virtual (loads and reads exit), its paging bit is in the status read
+ * shadow, and its page faults exit first (exception bitmap). */
+static void enter_shadow(hv *h, hv_vm *vm) {
+    cpu_t *c = h->host;
+    hv_vcpu *v = &vm->vcpu;
+    uint32_t vbr_hpa = 0;
+    hv_gpa_to_hpa(vm, v->vcr[CR_VBR], &vbr_hpa); /* the vector table is contiguous on the host */
+    c->cr[CR_VBR] = vbr_hpa;
+    c->cr[CR_PTBR] = vm->shadow_kpd;
+    c->status_mask = CPU_ST_PG;
+    c->status_shadow = v->vcr[CR_STATUS] & CPU_ST_PG;
+    c->cr[CR_STATUS] = (v->vcr[CR_STATUS] & CPU_ST_WRITABLE) | CPU_ST_PG;
+    c->vmx_ctl = vm->vmx_ctl | VMX_CR3_EXIT | VMX_INVLPG_EXIT | VMX_DESC_EXIT;
+    c->vmx_ctl &= ~VMX_EPT;
+    c->vmx_exc = vm->vmx_exc | 1u << VEC_PF;
+    c->ept = NULL;
+    c->ept_pages = 0;
+}
+
+/* Deliver an event to the guest through its own table.  Under shadow
+ * paging the trap frame may land on a page the shadow does not map yet:
+ * the CPU exits again (exit.idt_*), and hv_vmx_exit handles that exit. */
+static void deliver(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t aux) {
+    if (cpu_deliver(h->host, vector, cause, err, aux) == CPU_EXIT_VMX) vm->exit_again = 1;
+}
+
 void hv_vmx_enter(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     hv_vcpu *v = &vm->vcpu;
@@ -26,13 +54,17 @@ void hv_vmx_enter(hv *h, hv_vm *vm) {
     c->vmx_exc = vm->vmx_exc;
     c->ept = vm->ept;
     c->ept_pages = vm->npages;
+    c->status_mask = 0;
+    if (vm->vtx_shadow) enter_shadow(h, vm);
     c->io_bitmap = NULL;
     for (int i = 0; i < CPU_NVEC; i++) cpu_intercept(c, i, 0); /* exits come from the controls */
     c->halted = 0;
     cpu_tlb_flush(c); /* no VPID: a VM entry starts with an empty TLB */
     cpu_emit(c, EV_VMENTRY, vm->launched, 0, c->pc, (uint32_t)vm->id, 0);
     vm->launched = 1;
+    vm->exit_again = 0;
     hv_vmx_deliver_pending(h, vm);
+    if (vm->exit_again) hv_vmx_exit(h, vm);
 }
 
 void hv_vmx_leave(hv *h, hv_vm *vm) {
@@ -44,8 +76,15 @@ void hv_vmx_leave(hv *h, hv_vm *vm) {
     v->flags = f & CPU_FL_ARITH;
     v->vif = !!(f & CPU_FL_IF);
     v->vcpl = c->cpl;
-    memcpy(v->vcr, c->cr, sizeof v->vcr);
-    vm->vmx_ctl = c->vmx_ctl & ~VMX_INTWIN_EXIT;
+    if (vm->vtx_shadow) { /* ptbr, vbr and the paging bit are kept virtual */
+        v->vcr[CR_FADDR] = c->cr[CR_FADDR];
+        v->vcr[CR_KSP] = c->cr[CR_KSP];
+        v->vcr[CR_STATUS] = (c->cr[CR_STATUS] & ~CPU_ST_PG) | c->status_shadow;
+        c->status_mask = 0;
+    } else {
+        memcpy(v->vcr, c->cr, sizeof v->vcr);
+        vm->vmx_ctl = c->vmx_ctl & ~VMX_INTWIN_EXIT;
+    }
     c->nonroot = 0;
     c->ept = NULL;
     c->ept_pages = 0;
@@ -77,10 +116,21 @@ void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
     c->vmx_ctl &= ~VMX_INTWIN_EXIT;
     hv_emit(h, EV_HV_INJECT, VEC_IRQ0 + line, 0, c->pc, 0, 0);
     c->exit.reason = CPU_EXIT_NONE;
-    cpu_deliver(c, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line); /* through the guest's own table */
+    deliver(h, vm, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line); /* through the guest's own table */
 }
 
+static int handle_exit(hv *h, hv_vm *vm);
+
 int hv_vmx_exit(hv *h, hv_vm *vm) {
+    do { /* a delivery that exits again (a trap frame on an unfilled shadow page) is handled now */
+        vm->exit_again = 0;
+        int rc = handle_exit(h, vm);
+        if (rc) return rc;
+    } while (vm->exit_again);
+    return 0;
+}
+
+static int handle_exit(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     const cpu_exit *x = &c->exit;
     hv_vcpu *v = &vm->vcpu;
@@ -122,17 +172,86 @@ int hv_vmx_exit(hv *h, hv_vm *vm) {
         v->emulated_by_op[OP_CPUID]++;
         hv_emit(h, EV_HV_EMULATE, OP_CPUID, 0, x->pc, x->word[0], R[x->insn.ra]);
         break;
+    case VMX_EXIT_CR: { /* shadow paging: the guest's ptbr and paging bit are virtual */
+        int cr = (int)(x->qual & 0xf), reg = (int)(x->qual >> 8) & 0xf, rd = !!(x->qual & 0x10);
+        if (cr == CR_PTBR && rd) {
+            R[reg] = v->vcr[CR_PTBR];
+        } else if (cr == CR_PTBR) {
+            v->vcr[CR_PTBR] = R[reg] & PTE_FRAME;
+            hv_mark_pt(vm, R[reg]);
+            hv_shadow_flush(h, vm);
+            hv_emit(h, EV_ASPACE, 1, 0, x->pc, v->vcr[CR_PTBR], 0); /* the guest switched address spaces */
+        } else if (cr == CR_STATUS) { /* the paging bit changed */
+            uint32_t val = R[reg] & CPU_ST_WRITABLE;
+            c->status_shadow = val & CPU_ST_PG;
+            c->cr[CR_STATUS] = val | CPU_ST_PG;
+            v->vcr[CR_STATUS] = val;
+            hv_shadow_flush(h, vm);
+        }
+        c->pc = x->next_pc;
+        v->emulations++;
+        v->emulated_by_op[x->insn.op]++;
+        hv_emit(h, EV_HV_EMULATE, x->insn.op, 0, x->pc, x->word[0], R[reg]);
+        break;
+    }
+    case VMX_EXIT_DESC: { /* the guest's vbr is guest-physical: the CPU gets the host's address */
+        int op = x->insn.op;
+        if (op == OP_WRCR) {
+            uint32_t hpa = 0;
+            v->vcr[CR_VBR] = R[x->insn.rb];
+            hv_gpa_to_hpa(vm, v->vcr[CR_VBR], &hpa);
+            c->cr[CR_VBR] = hpa;
+        } else {
+            R[x->insn.ra] = v->vcr[CR_VBR]; /* rdcr vbr, sidt */
+        }
+        c->pc = x->next_pc;
+        v->emulations++;
+        v->emulated_by_op[op]++;
+        hv_emit(h, EV_HV_EMULATE, op, 0, x->pc, x->word[0], v->vcr[CR_VBR]);
+        break;
+    }
+    case VMX_EXIT_INVLPG:
+        hv_shadow_drop(h, vm, x->qual);
+        c->pc = x->next_pc;
+        v->emulations++;
+        v->emulated_by_op[OP_INVLPG]++;
+        break;
+    case VMX_EXIT_EXCEPTION:
+        if (x->vector == VEC_PF && vm->vtx_shadow) { /* a shadow miss, or the guest's own fault */
+            uint32_t gerr = 0;
+            v->vcpl = c->cpl;
+            v->vcr[CR_STATUS] = (c->cr[CR_STATUS] & ~CPU_ST_PG) | c->status_shadow;
+            c->pc = x->pc;
+            int vec = hv_shadow_fault(h, vm, x->addr, x->err, &gerr);
+            if (vec == 0 && (x->err & PF_PRESENT) && (x->err & PF_WRITE)) {
+                uint32_t gpa, bits, e;
+                if (hv_guest_walk(h, vm, x->addr, 1, c->cpl == 3, &gpa, &bits, &e) == 0 && hv_is_pt(vm, gpa))
+                    hv_shadow_pt_store(h, vm, x->addr, gpa);
+            } else if (vec && x->idt_valid) { /* the guest's own fault while delivering: as natively, #DF */
+                deliver(h, vm, VEC_DF, CAUSE_DF, 0, (uint32_t)x->idt_vector);
+                break;
+            } else if (vec) {
+                deliver(h, vm, vec, vec == VEC_PF ? CAUSE_PF : CAUSE_BUS, gerr, x->addr);
+                break;
+            }
+            if (x->idt_valid) /* the shadow now maps the frame: deliver the event again */
+                deliver(h, vm, x->idt_vector, x->idt_cause, x->idt_err, x->idt_aux);
+            break;
+        }
+        c->pc = x->pc;
+        deliver(h, vm, x->vector, x->cause, x->err, x->addr);
+        break;
     case VMX_EXIT_VMCALL: /* no hypercalls are defined for a VT-x guest: it gets -1 */
         R[0] = 0xffffffffu;
         c->pc = x->next_pc;
         break;
     case VMX_EXIT_VMX_INSN: /* no nested virtualization: #UD in the guest */
         c->pc = x->pc;
-        cpu_deliver(c, VEC_UD, CAUSE_UD, 0, x->word[0]);
+        deliver(h, vm, VEC_UD, CAUSE_UD, 0, x->word[0]);
         break;
     case VMX_EXIT_EPT: /* guest-physical memory it does not have: a machine check */
         c->pc = x->pc;
-        cpu_deliver(c, VEC_MC, CAUSE_BUS, 0, x->qual);
+        deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->qual);
         break;
     default: { /* an exit this hypervisor does not expect: say so, stop the VM */
         char note[160];

@@ -8,7 +8,7 @@ page-table stores) under trap-and-emulate, and paravirtualized (r7 = 1: one
 console_write hypercall a line, the 64 page-table updates validated and
 applied in ONE batched mmu_update hypercall) on the paravirtual hypervisor.
 
-    vlab scenarios/xen2003.lua --show notes,traps
+    vlab scenarios/xen2003.lua --show notes,traps,exits
 
 What to observe: the exits -- about 512 + 64 for the unmodified kernel, 10
 or so for the paravirtual one -- and the cycles; both print the same.

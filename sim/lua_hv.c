@@ -94,10 +94,10 @@ static int hv_gc(lua_State *L) {
     return 0;
 }
 
-/* hv:vm{name=, memory=, technique=, kernel_ring=} */
+/* hv:vm{name=, memory=, technique=, kernel_ring=, weight=, paging=} */
 static int hv_vm_create(lua_State *L) {
     hv_box *b = check_hv(L, 1);
-    const char *name = "vm", *tech = "trap-and-emulate";
+    const char *name = "vm", *tech = "trap-and-emulate", *paging = NULL;
     lua_Integer mem = 1 << 20, ring = 1, weight = 1;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -111,10 +111,18 @@ static int hv_vm_create(lua_State *L) {
         if (!lua_isnil(L, -1)) ring = luaL_checkinteger(L, -1);
         lua_getfield(L, 2, "weight");
         if (!lua_isnil(L, -1)) weight = luaL_checkinteger(L, -1);
-        lua_pop(L, 5);
+        lua_getfield(L, 2, "paging");
+        if (!lua_isnil(L, -1)) paging = luaL_checkstring(L, -1);
+        lua_pop(L, 6);
     }
+    if (paging && strcmp(paging, "nested") && strcmp(paging, "shadow"))
+        return luaL_error(L, "vm: paging must be 'nested' (EPT) or 'shadow', not '%s'", paging);
     if (weight < 1 || weight > 1000) return luaL_error(L, "vm: weight must be 1..1000");
     int t = hv_technique_by_name(tech);
+    if (paging && t == HV_PV)
+        return luaL_error(L, "vm: a paravirtual guest's page tables are its own (validated by hypercalls): no paging option");
+    if (paging && (t == HV_TRAP_EMULATE || t == HV_BT) && strcmp(paging, "nested") == 0)
+        return luaL_error(L, "vm: only a vt-x VM has nested paging (EPT); %s uses shadow page tables", tech);
     if (t <= HV_NATIVE)
         return luaL_error(L,
                           "vm: technique '%s' is not available (trap-and-emulate, binary-translation, "
@@ -126,6 +134,7 @@ static int hv_vm_create(lua_State *L) {
     hv_vm *vm = hv_vm_new(b->h, name, (uint32_t)mem, t, (int)ring, err, sizeof err);
     if (!vm) return luaL_error(L, "vm: %s", err);
     vm->weight = (uint32_t)weight;
+    vm->vtx_shadow = t == HV_VTX && paging && strcmp(paging, "shadow") == 0;
     b->m->host_dirty = 1;
     vm_box *vb = lua_newuserdatauv(L, sizeof *vb, 1);
     vb->vm = vm;

@@ -51,8 +51,14 @@ static const char USAGE[] =
     "  --policy P       policy of machines that do not name one: x86 or strict\n"
     "                   (default x86)\n"
     "  --quiet          print only the scenario's own output: no trace, no summary\n"
-    "  --show LIST      event classes to print, comma-separated: insn, traps, io,\n"
-    "                   sens, notes, or all (default all)\n"
+    "  --show LIST      event classes to print, comma-separated (default all), as\n"
+    "                   sys161's trace flags: insn (every instruction), traps\n"
+    "                   (traps, interrupts, iret, hlt), exits (VM exits and entries,\n"
+    "                   traps handed to the host, the hypervisor's emulations,\n"
+    "                   reflections, injections, shadow pages), io (port I/O),\n"
+    "                   sched (world switches, VMs idling, address-space switches),\n"
+    "                   cow (copy-on-write; no such events yet), sens (sensitive\n"
+    "                   instructions that did not trap), notes, or all\n"
     "  --color WHEN     colour the trace: auto (on a terminal, unless NO_COLOR is\n"
     "                   set), always, never (default auto)\n"
     "  --quiz           print the run as questions: every trap, interrupt, return\n"
@@ -244,7 +250,7 @@ static int cmd_replay(int argc, char **argv) {
             char bad[32];
             if (viz_show_parse(argv[++i], &show, bad, sizeof bad))
                 return usage_error(
-                    "--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
+                    "--show: unknown event class '%s' (" VIZ_SHOW_WORDS ")", bad);
         } else if (strcmp(argv[i], "--quiet") == 0) {
             quiet = 1;
         } else if (argv[i][0] == '-') {
@@ -319,7 +325,7 @@ static int cmd_run(int argc, char **argv, sim_history **hist) {
             char bad[32];
             if (viz_show_parse(v, &o.show, bad, sizeof bad))
                 return usage_error(
-                    "--show: unknown event class '%s' (insn, traps, io, sens, notes, all)", bad);
+                    "--show: unknown event class '%s' (" VIZ_SHOW_WORDS ")", bad);
         } else if (strcmp(a, "--trace") == 0) {
             NEEDS_VALUE;
             o.trace_file = v;

@@ -258,8 +258,9 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
-        sb_printf(b, "  vm %d '%s' (%s, guest kernel in ring %d, weight %u): %s, %llu cycles on the CPU in %llu slices\n",
-                  vm->id, vm->name, hv_technique_name(vm->technique), vm->kernel_ring, vm->weight,
+        sb_printf(b, "  vm %d '%s' (%s%s, guest kernel in ring %d, weight %u): %s, %llu cycles on the CPU in %llu slices\n",
+                  vm->id, vm->name, hv_technique_name(vm->technique), vm->vtx_shadow ? " with shadow paging" : "",
+                  vm->kernel_ring, vm->weight,
                   vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
                   (unsigned long long)vm->slices);
         const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;

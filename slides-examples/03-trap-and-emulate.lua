@@ -15,8 +15,8 @@ through shadow page tables ("hv: shadow page table ...").
 
 Run it under both policies and compare with example 02:
 
-    vlab slides-examples/03-trap-and-emulate.lua --policy strict --show traps,sens,notes
-    vlab slides-examples/03-trap-and-emulate.lua --policy x86 --show traps,sens,notes
+    vlab slides-examples/03-trap-and-emulate.lua --policy strict --show traps,exits,sens,notes
+    vlab slides-examples/03-trap-and-emulate.lua --policy x86 --show traps,exits,sens,notes
 
 What to observe:
   * strict: the guest's console output is the same as on bare metal

@@ -12,7 +12,7 @@ VM: a VM exit (">> VM exit: I/O instruction ...") for every access to a
 device, and for hlt.  The guest's system calls and faults go to its own
 vector table without any exit ("g0"/"g3" in the ring column: guest mode).
 
-    vlab slides-examples/04-vt-x.lua --show traps,notes
+    vlab slides-examples/04-vt-x.lua --show traps,exits,notes
 
 What to observe:
   * trap-and-emulate under x86: the guest reads the real status (the holes);

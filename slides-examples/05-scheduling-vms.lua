@@ -7,7 +7,7 @@ Here two VMs each run a guest that counts in a loop; with the `share`
 scheduler and weights 1 and 3, the second VM gets about three quarters of
 the CPU.  A VM waiting in `hlt` gives its slice away at once.
 
-    vlab slides-examples/05-scheduling-vms.lua --show notes,traps
+    vlab slides-examples/05-scheduling-vms.lua --show notes,sched
 
 What to observe: the alternation of "hv: vm N runs on the CPU" lines (VM
 slices of 20,000 cycles), and the cycles each VM got in the summary.
@@ -21,7 +21,7 @@ loop:   addi  r1, 1
         jl    loop
         hlt
 ]]
--- vlab-test: --show notes,traps
+-- vlab-test: --show notes,traps,exits,sched
 
 local hv = vlab.hypervisor{ scheduler = "share", quantum = 20000, memory = 4 * 1024 * 1024 }
 local a = hv:vm{ name = "light", memory = 64 * 1024, weight = 1 }

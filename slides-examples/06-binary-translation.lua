@@ -16,9 +16,9 @@ classic x86 it runs in a VM twice:
     unseen, without a single trap: the guest prints what it prints on bare
     metal.
 
-    vlab slides-examples/06-binary-translation.lua --show traps,notes
+    vlab slides-examples/06-binary-translation.lua --show traps,exits,notes
 ]]
--- vlab-test: --show traps,sens,notes
+-- vlab-test: --show traps,exits,sched,sens,notes
 
 local function run(technique)
   if technique == "native" then

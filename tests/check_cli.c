@@ -48,6 +48,33 @@ static const cli_case cases[] = {
      2,
      NULL,
      "unknown event class 'bogus'"},
+    {"bad show names the classes",
+     {"vlab", "replay", "tests/cli/none.trace", "--show", "exit", NULL},
+     2,
+     NULL,
+     "unknown event class 'exit' (insn, traps, exits, io, sched, cow, sens, notes, all)"},
+    {"help: the show classes", {"vlab", "--help", NULL}, 0, "cow (copy-on-write; no such events yet)",
+     NULL},
+    {"show cow is accepted",
+     {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--show", "cow", NULL},
+     0,
+     "== summary",
+     NULL},
+    {"show sched: address-space switches",
+     {"vlab", "scenarios/guest-os-native.lua", "--show", "sched", NULL},
+     0,
+     "   1545    242936    0 0000119c     address space: page tables at 0x00009000\n",
+     NULL},
+    {"show sched: a guest's switch, emulated by the hypervisor",
+     {"vlab", "scenarios/guest-os-vm.lua", "--show", "sched", NULL},
+     0,
+     "   1702    391375   hv 0000119c     address space: page tables at 0x00009000\n",
+     NULL},
+    {"show sched: world switches",
+     {"vlab", "slides-examples/05-scheduling-vms.lua", "--show", "sched", NULL},
+     0,
+     "hv: vm 1 runs on the CPU",
+     NULL},
     {"missing scenario",
      {"vlab", "tests/cli/nope.lua", NULL},
      2,
@@ -225,6 +252,50 @@ START_TEST(test_cli_case) {
 }
 END_TEST
 
+/* --show picks classes: exits are the hypervisor's, without instructions or guest traps;
+ * traps no longer include them */
+START_TEST(test_show_classes) {
+    const char *ex[] = {"vlab", "slides-examples/03-trap-and-emulate.lua", "--show", "exits", NULL};
+    run_result r;
+    ck_assert(run_vlab(ex, NULL, &r) == 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(strstr(r.out, "hv: emulated 'out' on the virtual CPU"));
+    ck_assert(strstr(r.out, "-> intercepted by the host"));
+    ck_assert(strstr(r.out, "hv: reflected syscall into the guest kernel"));
+    ck_assert(!strstr(r.out, "runs on the CPU")); /* sched */
+    ck_assert(!strstr(r.out, "\n-- machine")); /* notes */
+    int lines = 0;
+    for (const char *p = r.out; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+        unsigned long long step, cycle;
+        char ring[8];
+        unsigned pc;
+        int n = 0;
+        if (sscanf(p, "%llu %llu %7s %x%n", &step, &cycle, ring, &pc, &n) != 4) continue;
+        lines++;
+        const char *text = p + n + 2; /* the disassembly of an instruction starts with a letter */
+        ck_assert_msg(!(*text >= 'a' && *text <= 'z'), "an instruction line:\n%.80s", p);
+    }
+    ck_assert_int_gt(lines, 50);
+    run_result_free(&r);
+
+    const char *tr[] = {"vlab", "slides-examples/03-trap-and-emulate.lua", "--show", "traps", NULL};
+    ck_assert(run_vlab(tr, NULL, &r) == 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(strstr(r.out, ">> trap syscall (vector 0x80) from ring 3 -> handler")); /* bare metal */
+    ck_assert(!strstr(r.out, "hv: "));
+    ck_assert(!strstr(r.out, "intercepted by the host"));
+    run_result_free(&r);
+
+    /* a virtual device is I/O too */
+    const char *io[] = {"vlab", "slides-examples/03-trap-and-emulate.lua", "--show", "io", NULL};
+    ck_assert(run_vlab(io, NULL, &r) == 0);
+    ck_assert(strstr(r.out, "hv: virtual out port 0x3f8 (console)"));
+    ck_assert(strstr(r.out, "   out port 0x3f8 (console)"));
+    ck_assert(!strstr(r.out, "hv: emulated"));
+    run_result_free(&r);
+}
+END_TEST
+
 /* writes land whole inside --out DIR, and nowhere else */
 START_TEST(test_write_file_into_out_dir) {
     char dir[] = "/tmp/vlab-out-XXXXXX";
@@ -302,6 +373,7 @@ Suite *suite_cli(void) {
     tcase_add_loop_test(t, test_cli_case, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(t, test_write_file_into_out_dir);
     tcase_add_test(t, test_quiz_has_no_answers);
+    tcase_add_test(t, test_show_classes);
     tcase_add_test(t, test_same_seed_same_output);
     tcase_add_test(t, test_trace_file_whole);
     suite_add_tcase(s, t);

@@ -2314,6 +2314,43 @@ START_TEST(test_nonroot_vmx_insns_exit) {
 }
 END_TEST
 
+/* Shadow paging under VT-x: #PF in the exception bitmap and the page of the
+ * kernel stack not mapped.  Delivering a syscall from ring 3 page-faults on
+ * the trap frame: the CPU exits with the fault and the event it was
+ * delivering (SDM 27.2.4), and the VMM can deliver it again. */
+START_TEST(test_nonroot_fault_during_delivery_exits) {
+    cpu_t *c = C;
+    uint32_t at = CODE;
+    build_tables(c);
+    set_pte(c, KSTACK - 4096, 0); /* the frame's page */
+    uint32_t sc = EMIT(SYSCALL, 0, 0, 0);
+    paging_on(c);
+    cpu_set_cpl(c, 3);
+    c->r[CPU_REG_SP] = USTACK;
+    c->vmx_on = 1;
+    c->nonroot = 1;
+    c->vmx_exc = 1u << VEC_PF;
+    ck_assert_int_eq(cpu_run(c, 10), CPU_EXIT_VMX);
+    ck_assert_int_eq(c->exit.vmx_reason, VMX_EXIT_EXCEPTION);
+    ck_assert_int_eq(c->exit.vector, VEC_PF);
+    ck_assert_uint_eq(c->exit.addr, KSTACK - 20);
+    ck_assert_uint_eq(c->exit.err & (PF_WRITE | PF_USER), PF_WRITE); /* a supervisor write */
+    ck_assert_int_eq(c->exit.idt_valid, 1);
+    ck_assert_int_eq(c->exit.idt_vector, VEC_SYSCALL);
+    ck_assert_int_eq(c->cpl, 3);
+    ck_assert_uint_eq(c->r[CPU_REG_SP], USTACK); /* nothing pushed */
+    /* the VMM maps the page and delivers the event again */
+    set_pte(c, KSTACK - 4096, (KSTACK - 4096) | PTE_P | PTE_W);
+    cpu_invlpg(c, KSTACK - 4096);
+    ck_assert_int_eq(cpu_deliver(c, c->exit.idt_vector, c->exit.idt_cause, c->exit.idt_err, c->exit.idt_aux), 0);
+    ck_assert_uint_eq(c->pc, stub(VEC_SYSCALL));
+    trap_frame f = top_frame(c);
+    ck_assert_uint_eq(f.pc, sc + 4);
+    ck_assert_uint_eq(f.cpl, 3);
+    ck_assert_uint_eq(f.sp, USTACK);
+}
+END_TEST
+
 /* ==== suite ============================================================================== */
 
 static TCase *tcase(Suite *s, const char *name) {
@@ -2441,5 +2478,6 @@ Suite *suite_cpu(void) {
     tcase_add_test(t, test_vmlaunch_cpl3_gp);
     tcase_add_test(t, test_vmxon_twice_sets_cf);
     tcase_add_test(t, test_nonroot_vmx_insns_exit);
+    tcase_add_test(t, test_nonroot_fault_during_delivery_exits);
     return s;
 }

@@ -666,6 +666,42 @@ START_TEST(test_cost_change_reaches_reader) {
 }
 END_TEST
 
+/* a `wrcr ptbr` instruction records an address-space switch (EV_ASPACE);
+ * the host writing ptbr (cpu_set_cr) and other control registers do not */
+START_TEST(test_wrcr_ptbr_is_an_address_space_switch) {
+    cpu_t *c = cpu_new(64 * 1024);
+    uint32_t at = CODE;
+    c->pc = CODE;
+    put(c, &at, OP_LI, 1, 0, 0x3000);
+    put(c, &at, OP_WRCR, CR_VBR, 1, 0);
+    put(c, &at, OP_LI, 1, 0, 0x5123);
+    uint32_t wrcr = at;
+    put(c, &at, OP_WRCR, CR_PTBR, 1, 0);
+    put(c, &at, OP_HLT, 0, 0, 0);
+    cpu_trace t;
+    sinkbuf b = {0};
+    cpu_trace_init(&t, 64);
+    cpu_trace_add_sink(&t, sink, &b);
+    c->trace = &t;
+    cpu_set_cr(c, CR_PTBR, 0x7000); /* the host: no event */
+    ck_assert_int_eq(cpu_run(c, 100), CPU_EXIT_HALT);
+    cpu_trace_flush(&t);
+    ck_assert_uint_eq(count_kind(&b, EV_ASPACE), 1);
+    for (size_t i = 0; i < b.n; i += 1 + cpu_event_payload_records(&b.ev[i]))
+        if (b.ev[i].kind == EV_ASPACE) {
+            ck_assert_uint_eq(b.ev[i].pc, wrcr);
+            ck_assert_uint_eq(b.ev[i].x, 0x5123); /* as the program wrote it */
+            ck_assert_uint_eq(b.ev[i].a, 0);
+            ck_assert_uint_eq(b.ev[i].mode & EV_MODE_CPL, 0);
+        }
+    ck_assert_uint_eq(cpu_get_cr(c, CR_PTBR), 0x5000);
+    ck_assert_str_eq(cpu_event_kind_name(EV_ASPACE), "aspace");
+    cpu_trace_free(&t);
+    free(b.ev);
+    cpu_free(c);
+}
+END_TEST
+
 Suite *suite_event(void) {
     Suite *s = suite_create("event");
     TCase *t = tcase_create("recorder");
@@ -691,6 +727,7 @@ Suite *suite_event(void) {
     tcase_add_test(t, test_blocks_across_small_batches);
     tcase_add_test(t, test_self_modifying_code_is_snapshot_again);
     tcase_add_test(t, test_cost_change_reaches_reader);
+    tcase_add_test(t, test_wrcr_ptbr_is_an_address_space_switch);
     suite_add_tcase(s, t);
     return s;
 }

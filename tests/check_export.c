@@ -87,18 +87,22 @@ static int dot_accepts(const char *file, char *msg, size_t msglen) {
 static const struct golden_case {
     const char *scenario, *variant, *view;
     const char *args[4];
+    const char *folder; /* NULL: slides-examples */
 } goldens[] = {
-    {"01-syscall-user-kernel", NULL, "traps", {NULL}},
-    {"01-syscall-user-kernel", NULL, "schedule", {NULL}},
-    {"02-sensitive-instructions", "policy-strict", "traps", {"--policy", "strict", NULL}},
-    {"02-sensitive-instructions", "policy-x86", "traps", {"--policy", "x86", NULL}},
-    {"02-sensitive-instructions", "policy-x86", "schedule", {"--policy", "x86", NULL}},
+    {"01-syscall-user-kernel", NULL, "traps", {NULL}, NULL},
+    {"01-syscall-user-kernel", NULL, "schedule", {NULL}, NULL},
+    {"02-sensitive-instructions", "policy-strict", "traps", {"--policy", "strict", NULL}, NULL},
+    {"02-sensitive-instructions", "policy-x86", "traps", {"--policy", "x86", NULL}, NULL},
+    {"02-sensitive-instructions", "policy-x86", "schedule", {"--policy", "x86", NULL}, NULL},
+    /* vlab-os: the guest-process band (its first switches) */
+    {"guest-os-native", "to-6000", "schedule", {"--to", "6000", NULL}, "scenarios"},
 };
 
 START_TEST(test_golden_dot) {
     const struct golden_case *k = &goldens[_i];
     char scen[128], file[128], golden[256];
-    snprintf(scen, sizeof scen, "slides-examples/%s.lua", k->scenario);
+    snprintf(scen, sizeof scen, "%s/%s.lua", k->folder ? k->folder : "slides-examples",
+             k->scenario);
     out_path(file, sizeof file, "out.dot");
     snprintf(golden, sizeof golden, "tests/golden/export/%s%s%s.%s.dot", k->scenario,
              k->variant ? "." : "", k->variant ? k->variant : "", k->view);
@@ -341,6 +345,67 @@ START_TEST(test_window_and_words) {
 }
 END_TEST
 
+/* ---- guest processes: the schedule's third band ------------------------------------------ */
+
+/* The label of process-band node cpu0_procN in a DOT file, or NULL. */
+static const char *proc_node(const char *dot, int n, char *tip, size_t len) {
+    char name[32];
+    snprintf(name, sizeof name, "\tcpu0_proc%d\t", n);
+    const char *p = strstr(dot, name);
+    if (!p) return NULL;
+    const char *t = strstr(p, "tooltip=\""), *end = strstr(p, "];");
+    if (!t || !end || t > end) return NULL;
+    t += 9;
+    size_t k = strcspn(t, "\"");
+    snprintf(tip, len, "%.*s", (int)(k < len ? k : len - 1), t);
+    return tip;
+}
+
+START_TEST(test_process_band) {
+    run_result r;
+    /* vlab-os natively: nothing before its first `wrcr ptbr`, then its boot page
+     * directory, then its four processes, numbered from 0 in the order they first run */
+    const char *a1[] = {"scenarios/guest-os-native.lua", "--view", "schedule", NULL};
+    char *t = export_text(a1, &r);
+    char tip[256];
+    ck_assert_ptr_nonnull(proc_node(t, 1, tip, sizeof tip));
+    ck_assert_msg(strstr(tip, "no process yet") && strstr(tip, "cycles 0-"), "%s", tip);
+    static const char *const want[] = {"process 0: page tables at 0x00009000",
+                                       "process 1: page tables at 0x00020000",
+                                       "process 2: page tables at 0x00024000",
+                                       "process 3: page tables at 0x00028000",
+                                       "process 4: page tables at 0x0002c000",
+                                       "process 1: page tables at 0x00020000"};
+    for (int i = 0; i < 6; i++) {
+        ck_assert_ptr_nonnull(proc_node(t, i + 2, tip, sizeof tip));
+        ck_assert_msg(strncmp(tip, want[i], strlen(want[i])) == 0, "span %d: %s", i + 2, tip);
+    }
+    ck_assert(!strstr(t, "process 5")); /* four processes and the boot page directory */
+    ck_assert(strstr(t, "label=<process 1 <FONT POINT-SIZE=\"6\">0x00020000</FONT>>"));
+    ck_assert(strstr(t, "guest process: its page tables"));
+    free(t);
+    run_result_free(&r);
+
+    /* in a VM (VT-x): the same processes, per VM, under the VM band */
+    const char *a2[] = {"scenarios/guest-os-vm.lua", "--view", "schedule", "--machine", "4",
+                        "--from", "1500", "--to", "3000", NULL};
+    t = export_text(a2, &r);
+    ck_assert(strstr(t, "cpu4_vm1"));
+    ck_assert(strstr(t, "process 1: page tables at 0x00020000 (vm 0)"));
+    free(t);
+    run_result_free(&r);
+
+    /* no page-table switch: no band */
+    const char *a3[] = {"slides-examples/05-scheduling-vms.lua", "--view", "schedule", "--to",
+                        "100000", NULL};
+    t = export_text(a3, &r);
+    ck_assert(strstr(t, "cpu0_vm1"));
+    ck_assert(!strstr(t, "_proc1"));
+    free(t);
+    run_result_free(&r);
+}
+END_TEST
+
 /* ---- mistakes ---------------------------------------------------------------------------- */
 
 typedef struct err_case {
@@ -478,6 +543,7 @@ Suite *suite_export(void) {
     tcase_add_test(t, test_formats);
     tcase_add_test(t, test_deterministic);
     tcase_add_test(t, test_window_and_words);
+    tcase_add_test(t, test_process_band);
     tcase_add_loop_test(t, test_errors, 0, (int)(sizeof errs / sizeof errs[0]));
     tcase_add_test(t, test_unwritable);
     suite_add_tcase(s, t);

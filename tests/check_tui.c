@@ -483,6 +483,37 @@ START_TEST(test_script_step_over_and_runs) {
 }
 END_TEST
 
+START_TEST(test_script_process_line) {
+    int st;
+    char buf[256];
+    /* vlab-os switches page tables: a process line under the ring line, and
+     * the badge names the process (processes count from 0, the boot page
+     * directory, so vlab-os's pid 4 is process 4) */
+    char *out = script("scenarios/guest-os-native.lua", "g 5 0 0 0 Enter", &st);
+    ck_assert_int_eq(st, 0);
+    const char *proc = line_starting(out, "proc ", buf, sizeof buf);
+    ck_assert_msg(proc[0] && proc[5] == '-' && strspn(proc + 5, "-01234") >= 70,
+                  "no process line:\n%s", out);
+    ck_assert_msg(strchr(proc + 5, '0') && strchr(proc + 5, '4'), "%s", proc);
+    ck_assert_ptr_nonnull(strstr(line_starting(out, "ring ", buf, sizeof buf), "3"));
+    ck_assert_msg(strstr(out, "machine 0 'bare metal'   process 4 "), "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "ptbr 0002c000"));
+    free(out);
+    out = script("scenarios/guest-os-native.lua", "Home", &st);
+    ck_assert_msg(strstr(out, "   no process yet"), "%s", out);
+    free(out);
+    out = script("scenarios/guest-os-native.lua", "?", &st);
+    ck_assert_ptr_nonnull(strstr(out, "proc line, in runs that switch page tables"));
+    free(out);
+    /* one address space: no process line, the screen as before */
+    out = script(SLIDE1, "s", &st);
+    ck_assert_str_eq(line_starting(out, "proc ", buf, sizeof buf), "");
+    ck_assert_ptr_nonnull(strstr(out, "\n RING 0  kernel "));
+    ck_assert_ptr_null(strstr(out, "process"));
+    free(out);
+}
+END_TEST
+
 START_TEST(test_script_stepping_rebuilds_the_run) {
     /* every instruction of these runs, by stepping forward: pc, step and ring
      * as recorded, and the same machine as a fresh rebuild */
@@ -531,6 +562,7 @@ Suite *suite_tui(void) {
     tcase_set_timeout(n, 120);
     tcase_add_test(n, test_needs_a_terminal);
     tcase_add_test(n, test_script_step_over_and_runs);
+    tcase_add_test(n, test_script_process_line);
     tcase_add_test(n, test_script_stepping_rebuilds_the_run);
     tcase_add_test(n, test_script_errors);
     suite_add_tcase(s, n);

@@ -846,6 +846,11 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
         break;
     case EV_EMULATE:
     case EV_HV_EMULATE:
+        if (e->kind == EV_HV_EMULATE && e->b == 3) { /* a paravirtual guest called the hypervisor */
+            snprintf(d->words, sizeof d->words, "hypercall %s", viz_hypercall_name(e->a));
+            copy(d->key, sizeof d->key, d->words);
+            break;
+        }
         snprintf(d->words, sizeof d->words, "emulated %s", mnem_of(e->x));
         copy(d->key, sizeof d->key, d->words);
         if (e->kind == EV_EMULATE && !at_host) { /* no interception before it */
@@ -922,7 +927,7 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
 /* One event covered by a rule. */
 static void trap_rule(tmodel *t, tmach *ms, const struct trans_rule *r, const cpu_stamped *s) {
     const cpu_event *e = &s->ev;
-    if (e->kind >= EV_VMEXIT && e->kind != EV_TEXT) ms->hv = 1; /* VM exits, entries, EV_HV_* */
+    if (e->kind >= EV_VMEXIT && e->kind != EV_ASPACE) ms->hv = 1; /* VM exits, entries, EV_HV_* */
     if (e->kind == EV_VMENTRY) ms->vm = (int)e->x;
     if (e->kind == EV_HV_VMRUN) ms->vm = e->a;
     tdesc d;
@@ -1689,8 +1694,10 @@ static Agraph_t *trap_graph(tmodel *t, const viz_export_info *info) {
 /* ==== the schedule timeline ================================================================ */
 
 /* What a CPU spends its cycles on.  A hypervisor's VM slices are drawn as a
- * band above these (vm_band: from one world switch to the next); guest
- * processes would be a third band, keyed by the guest's page-table base. */
+ * band above these (from one world switch to the next), and the guest
+ * processes as a band between the two: a process is an address space, one
+ * page-table base (EV_ASPACE, a `wrcr ptbr`) of the machine or of one VM,
+ * numbered in the order it was first loaded; "-" before the first one. */
 enum span_role { SP_USER, SP_KERNEL, SP_GUEST_USER, SP_GUEST_OS, SP_HYPERVISOR, SP_IDLE, SP_ROLES };
 
 static const struct span_role_info {
@@ -1709,6 +1716,23 @@ typedef struct span {
     uint64_t c0, c1, s0, s1;
 } span;
 
+/* A span of the process band: address space `proc` of VM `vm` (-1: the
+ * machine's own), or none yet (proc 0). */
+typedef struct pspan {
+    int vm, proc;
+    uint32_t ptbr;
+    uint64_t c0, c1, s0, s1;
+} pspan;
+
+typedef struct aspace {
+    int vm;        /* -1: the machine's own */
+    uint32_t ptbr; /* page-table base, frame bits */
+} aspace;
+
+typedef struct vproc {
+    int vm, proc; /* the address space each VM (or the machine) runs in now, 0: none */
+} vproc;
+
 typedef struct smark {
     uint64_t cycle, step;
     int arrow;
@@ -1726,6 +1750,15 @@ typedef struct srow {
     int vm;          /* the VM on this CPU, or -1 */
     uint64_t vm_c0, vm_s0;
     int hv;           /* a hypervisor runs this machine */
+    pspan *ps;        /* the process band */
+    int nps, pscap;
+    int p_open, p_vm, p_proc; /* its open span */
+    uint64_t p_c0, p_s0;
+    aspace *as; /* address spaces in order of first use */
+    int nas, ascap;
+    vproc *vp;
+    int nvp, vpcap;
+    int any_as;       /* the page tables were switched: draw the process band */
     uint64_t pending; /* cycle of the last transition: where the next span starts */
     uint64_t last_cycle, last_step;
     uint64_t lo_cycle, hi_cycle; /* the window, in this CPU's cycles */
@@ -1778,6 +1811,59 @@ static void sm_vm(srow *r, int vm, uint64_t cycle, uint64_t step) {
     r->vm_s0 = step;
 }
 
+/* The number of address space ptbr of VM vm (1, 2, ... in order of first use). */
+static int sm_aspace(srow *r, int vm, uint32_t ptbr) {
+    int n = 0;
+    for (int i = 0; i < r->nas; i++)
+        if (r->as[i].vm == vm) {
+            n++;
+            if (r->as[i].ptbr == ptbr) return n;
+        }
+    r->as = grow(r->as, &r->ascap, r->nas + 1, sizeof *r->as);
+    r->as[r->nas++] = (aspace){vm, ptbr};
+    return n + 1;
+}
+
+static uint32_t sm_aspace_ptbr(const srow *r, int vm, int proc) {
+    for (int i = 0, n = 0; i < r->nas; i++)
+        if (r->as[i].vm == vm && ++n == proc) return r->as[i].ptbr;
+    return 0;
+}
+
+/* Where VM vm's current address space is kept. */
+static int *sm_vm_proc(srow *r, int vm) {
+    for (int i = 0; i < r->nvp; i++)
+        if (r->vp[i].vm == vm) return &r->vp[i].proc;
+    r->vp = grow(r->vp, &r->vpcap, r->nvp + 1, sizeof *r->vp);
+    r->vp[r->nvp] = (vproc){vm, 0};
+    return &r->vp[r->nvp++].proc;
+}
+
+static void sm_proc_close(srow *r, uint64_t cycle, uint64_t step) {
+    if (!r->p_open) return;
+    if (cycle > r->p_c0) {
+        r->ps = grow(r->ps, &r->pscap, r->nps + 1, sizeof *r->ps);
+        r->ps[r->nps++] = (pspan){r->p_vm, r->p_proc, sm_aspace_ptbr(r, r->p_vm, r->p_proc),
+                                  r->p_c0, cycle, r->p_s0, step};
+    }
+    r->p_open = 0;
+}
+
+/* The process band follows the VM on the CPU and its address space: a new
+ * span when either changes.  Under a hypervisor, no VM: no guest process. */
+static void sm_proc_sync(srow *r, uint64_t cycle, uint64_t step) {
+    int vm = r->hv ? r->vm : -1, want = !(r->hv && r->vm < 0);
+    int proc = want ? *sm_vm_proc(r, vm) : 0;
+    if (r->p_open == want && (!want || (r->p_vm == vm && r->p_proc == proc))) return;
+    sm_proc_close(r, cycle, step);
+    if (!want) return;
+    r->p_open = 1;
+    r->p_vm = vm;
+    r->p_proc = proc;
+    r->p_c0 = cycle;
+    r->p_s0 = step;
+}
+
 static int sm_role_of_mode(const srow *r, int mode) {
     int cpl = mode & EV_MODE_CPL;
     if (mode & EV_MODE_NONROOT) return cpl == 3 ? SP_GUEST_USER : SP_GUEST_OS;
@@ -1809,10 +1895,11 @@ static void sched_event(void *ud, const cpu_stamped *s) {
         if (end > r->hi_cycle) r->hi_cycle = end;
         r->in_window = 1;
     }
-    if (e->kind >= EV_VMEXIT && e->kind != EV_TEXT) r->hv = 1;
+    if (e->kind >= EV_VMEXIT && e->kind != EV_ASPACE) r->hv = 1; /* VM exits, entries, EV_HV_* */
     char w[64];
     switch (e->kind) {
     case EV_INSN: {
+        sm_proc_sync(r, s->cycle, s->step);
         int role = sm_role_of_mode(r, e->mode);
         if (role != r->role) {
             uint64_t at = s->cycle;
@@ -1866,11 +1953,25 @@ static void sched_event(void *ud, const cpu_stamped *s) {
         r->pending = NOT_YET;
         break;
     }
-    case EV_VMENTRY: sm_vm(r, (int)e->x, s->cycle, s->step); break;
-    case EV_HV_VMRUN: sm_vm(r, e->a, s->cycle, s->step); break;
+    case EV_VMENTRY:
+        sm_vm(r, (int)e->x, s->cycle, s->step);
+        sm_proc_sync(r, s->cycle, s->step);
+        break;
+    case EV_HV_VMRUN:
+        sm_vm(r, e->a, s->cycle, s->step);
+        sm_proc_sync(r, s->cycle, s->step);
+        break;
     case EV_HV_HALT:
         if (e->x) sm_vm(r, -1, s->cycle, s->step);
+        sm_proc_sync(r, s->cycle, s->step);
         break;
+    case EV_ASPACE: { /* a process switch: the page tables of another address space */
+        int vm = r->hv ? r->vm : -1;
+        *sm_vm_proc(r, vm) = sm_aspace(r, vm, e->x & PTE_FRAME);
+        r->any_as = 1;
+        sm_proc_sync(r, s->cycle, s->step);
+        break;
+    }
     default: break;
     }
 }
@@ -1880,6 +1981,9 @@ static void smodel_free(smodel *m) {
         free(m->rows[i].sp);
         free(m->rows[i].vms);
         free(m->rows[i].mk);
+        free(m->rows[i].ps);
+        free(m->rows[i].as);
+        free(m->rows[i].vp);
     }
     free(m->rows);
 }
@@ -1888,6 +1992,23 @@ static void smodel_free(smodel *m) {
 #define SCHED_ROW 110.0 /* distance between two CPU rows */
 #define SCHED_H 26.0    /* height of a span */
 #define SCHED_VM 12.0   /* height of a VM slice */
+#define SCHED_PROC 12.0 /* height of a process span */
+
+/* The process band's colours, by process number (cycling); none yet: grey. */
+static const char *const proc_fill[8] = {"#f6c8c8", "#c8daf6", "#d4efc4", "#f6e3b4",
+                                         "#e0cdf2", "#c4ece8", "#f2d0e4", "#dcdcb8"};
+#define PROC_LINE "#7a7a7a"
+#define PROC_NONE_FILL "#f4f4f4"
+#define PROC_NONE_LINE "#b0b0b0"
+
+/* An HTML-like label (cgraph keeps one string per text: the HTML one made
+ * first is the one the attribute gets). */
+static void set_html_label(Agnode_t *n, const char *html) {
+    Agraph_t *root = agroot(agraphof(n));
+    char *h = agstrdup_html(root, (char *)html);
+    set(n, "label", h);
+    agstrfree(root, h);
+}
 #define SCHED_LEVELS 3  /* rows of mark labels above a CPU */
 
 static void sched_legend(Agraph_t *g, double *lx, double ly, const char *id, const char *shape,
@@ -1973,7 +2094,7 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
     declare(g, AGEDGE, "arrowhead", "none");
 
     unsigned used = 0, used_marks = 0;
-    int row = 0, any_vm = 0;
+    int row = 0, any_vm = 0, any_proc = 0;
     char name[64], text[400];
     for (int i = 0; i < m->nrows; i++) {
         srow *r = &m->rows[i];
@@ -2012,8 +2133,48 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
             set(n, "tooltip", text);
         }
 
-        /* the VM slices above it */
+        /* the guest processes above it: whose page tables the CPU used */
         double top = y + SCHED_H / 2;
+        for (int k = 0; r->any_as && k < r->nps; k++) {
+            const pspan *sp = &r->ps[k];
+            uint64_t c0 = sp->c0 < r->lo_cycle ? r->lo_cycle : sp->c0;
+            uint64_t c1 = sp->c1 > r->hi_cycle ? r->hi_cycle : sp->c1;
+            if (c1 <= c0) continue;
+            any_proc = 1;
+            double a = (double)(c0 - x0) * scale, b = (double)(c1 - x0) * scale;
+            snprintf(name, sizeof name, "cpu%d_proc%d", i, k + 1);
+            Agnode_t *n =
+                box_at(g, name, a, b, top + 3 + SCHED_PROC / 2, SCHED_PROC,
+                       sp->proc ? proc_fill[(sp->proc - 1) % 8] : PROC_NONE_FILL,
+                       sp->proc ? PROC_LINE : PROC_NONE_LINE);
+            set(n, "fontsize", "8");
+            char word[32], ptbr[16];
+            snprintf(word, sizeof word, "process %d", sp->proc - 1); /* shown from 0: the boot page tables */
+            snprintf(ptbr, sizeof ptbr, "0x%08x", sp->ptbr);
+            if (!sp->proc) {
+                if (b - a > text_width("-", 8) + 4) set(n, "label", "-");
+            } else if (b - a > text_width(word, 8) + text_width(ptbr, 6) + 10) {
+                snprintf(text, sizeof text, "%s <FONT POINT-SIZE=\"6\">%s</FONT>", word, ptbr);
+                set_html_label(n, text);
+            } else if (b - a > text_width(word, 8) + 6) {
+                set(n, "label", word);
+            } else {
+                snprintf(word, sizeof word, "%d", sp->proc - 1);
+                if (b - a > text_width(word, 8) + 4) set(n, "label", word);
+            }
+            text[0] = 0;
+            if (sp->proc)
+                cat(text, sizeof text, "process %d: page tables at 0x%08x", sp->proc - 1, sp->ptbr);
+            else
+                cat(text, sizeof text, "no process yet: the page tables were not switched");
+            if (sp->vm >= 0) cat(text, sizeof text, " (vm %d)", sp->vm);
+            cat(text, sizeof text, ", cycles %llu-%llu, steps %llu-%llu", (unsigned long long)c0,
+                (unsigned long long)c1, (unsigned long long)sp->s0, (unsigned long long)sp->s1);
+            set(n, "tooltip", text);
+        }
+        if (r->any_as) top += SCHED_PROC + 3;
+
+        /* the VM slices above them */
         if (r->vm >= 0) sm_vm(r, -1, r->last_cycle, r->last_step);
         for (int k = 0; k < r->nvms; k++) {
             const span *sp = &r->vms[k];
@@ -2116,6 +2277,9 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
             sched_legend(g, &lx, ly, span_roles[sr].id, NULL, span_roles[sr].fill,
                          span_roles[sr].line, span_roles[sr].legend);
     if (any_vm) sched_legend(g, &lx, ly, "vm", NULL, "#a9d8a9", "#4f9a4f", "VM on the CPU");
+    if (any_proc)
+        sched_legend(g, &lx, ly, "process", NULL, proc_fill[0], PROC_LINE,
+                     "guest process: its page tables");
     static const char *const mark_legend[AR_STYLES] = {[AR_ENTER] = "trap or syscall",
                                                        [AR_IRQ] = "interrupt",
                                                        [AR_HOST] = "exit to the hypervisor / host"};
@@ -2231,6 +2395,7 @@ int viz_export(const cpu_event *ev, size_t n, const viz_export_opts *o, const ch
         for (int i = 0; i < m.nrows; i++) { /* close the spans still open */
             srow *r = &m.rows[i];
             sm_close(r, r->last_cycle, r->last_step);
+            sm_proc_close(r, r->last_cycle, r->last_step);
         }
         info.total = m.total;
         g = sched_graph(&m, &info, o->max_items > 0 ? o->max_items : 300);

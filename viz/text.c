@@ -36,7 +36,8 @@ int viz_show_parse(const char *list, unsigned *mask, char *bad, size_t badlen) {
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {{"insn", VIZ_SHOW_INSN},   {"traps", VIZ_SHOW_TRAPS}, {"io", VIZ_SHOW_IO},
+    } names[] = {{"insn", VIZ_SHOW_INSN},   {"traps", VIZ_SHOW_TRAPS}, {"exits", VIZ_SHOW_EXITS},
+                 {"io", VIZ_SHOW_IO},       {"sched", VIZ_SHOW_SCHED}, {"cow", VIZ_SHOW_COW},
                  {"notes", VIZ_SHOW_NOTES}, {"sens", VIZ_SHOW_SENS},   {"all", VIZ_SHOW_ALL}};
     unsigned m = 0;
     const char *p = list;
@@ -134,6 +135,16 @@ static void trap_text(const cpu_event *e, char *buf, size_t len, int intercepted
                  why, e->x);
 }
 
+/* The paravirtual hypercalls (EV_HV_EMULATE with b == 3: a = the number;
+ * hypervisor/pv.c). */
+const char *viz_hypercall_name(int n) {
+    static const char *const names[] = {
+        NULL,           "console_write",    "set_if",     "set_timer", "iret",
+        "set_trap_table", "set_kernel_stack", "mmu_update", "set_ptbr",  "block",
+        "set_status",   "get_flags"};
+    return n > 0 && n < (int)(sizeof names / sizeof names[0]) ? names[n] : "?";
+}
+
 static const char *port_name(uint32_t port) {
     switch (port) {
     case PORT_CONSOLE: return " (console)";
@@ -228,9 +239,12 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, "<< VM entry (%s) of vm %u at 0x%08x, non-root mode", e->a ? "vmresume" : "vmlaunch",
                  e->x, e->pc);
         break;
+    case EV_ASPACE: snprintf(buf, len, "   address space: page tables at 0x%08x", e->x); break;
     case EV_HV_EMULATE:
         mnem_of_word(e->x, mn, sizeof mn);
-        if (e->b == 1)
+        if (e->b == 3)
+            snprintf(buf, len, "   hv: hypercall %d (%s) -> 0x%x", e->a, viz_hypercall_name(e->a), e->y);
+        else if (e->b == 1)
             snprintf(buf, len, "   hv: emulated '%s' with the scenario's own routine", mn);
         else if (e->b == 2)
             snprintf(buf, len, "   hv: callout from translated code: '%s' done on the virtual CPU, no trap", mn);
@@ -288,16 +302,30 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
     }
 }
 
-static unsigned event_class(const cpu_event *e) {
+unsigned viz_event_class(const cpu_event *e) {
     switch (e->kind) {
     case EV_INSN: return VIZ_SHOW_INSN;
     case EV_IO: return VIZ_SHOW_IO;
     case EV_SENSITIVE: return VIZ_SHOW_SENS;
     case EV_POLICY:
-    case EV_CONTEXT: return VIZ_SHOW_NOTES;
     case EV_TEXT: return VIZ_SHOW_NOTES;
-    default: return VIZ_SHOW_TRAPS;
+    case EV_CONTEXT:
+    case EV_ASPACE:
+    case EV_HV_VMRUN:
+    case EV_HV_HALT: return VIZ_SHOW_SCHED;
+    case EV_INTERCEPT:
+    case EV_EMULATE:
+    case EV_VMEXIT:
+    case EV_VMENTRY: return VIZ_SHOW_EXITS;
+    case EV_HV_IO: return VIZ_SHOW_EXITS | VIZ_SHOW_IO; /* a virtual device */
+    default:
+        if (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) return VIZ_SHOW_EXITS;
+        return VIZ_SHOW_TRAPS;
     }
+}
+
+int viz_event_by_hv(const cpu_event *e) {
+    return (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) || (e->kind == EV_ASPACE && e->a);
 }
 
 static void columns(viz_text *t) {
@@ -319,6 +347,7 @@ static const char *color_of(const cpu_event *e) {
     case EV_SENSITIVE:
     case EV_SHUTDOWN: return "\033[1;31m";
     case EV_IO: return "\033[32m";
+    case EV_ASPACE: return "\033[1;34m";
     case EV_TEXT:
     case EV_POLICY:
     case EV_HALT:
@@ -330,7 +359,7 @@ static const char *color_of(const cpu_event *e) {
 static void line(viz_text *t, const cpu_stamped *s, const char *text) {
     const cpu_event *e = &s->ev;
     columns(t);
-    if (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) { /* the hypervisor acted */
+    if (viz_event_by_hv(e)) { /* the hypervisor acted */
         const char *col = t->color ? "\033[1;36m" : "";
         fprintf(t->out, "%7llu %9llu %4s %08x  %s%s%s\n", (unsigned long long)s->step,
                 (unsigned long long)s->cycle, "hv", e->pc, col, text, t->color ? C_RESET : "");
@@ -421,7 +450,7 @@ static void print_one(void *ud, const cpu_stamped *s) {
         fprintf(t->out, "# %.*s\n", (int)s->text_len, s->text);
         return;
     }
-    unsigned cls = event_class(e);
+    unsigned cls = viz_event_class(e);
     if (!(cls & t->show)) return;
     if (e->kind == EV_CONTEXT) {
         t->machine = e->a;

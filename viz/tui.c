@@ -74,6 +74,16 @@ typedef struct ev_ref {
     uint8_t cls; /* VIZ_SHOW_* class, for --show */
 } ev_ref;
 
+/* An address-space switch (EV_ASPACE): from position pos on, the machine's
+ * VM (or the machine itself) runs in guest process `proc` -- its page-table
+ * base numbered in the order the machine or VM first used it. */
+typedef struct as_ref {
+    uint64_t pos;
+    uint32_t ptbr;
+    uint16_t proc;
+    uint8_t machine, vm; /* vm: NO_VM on a machine of its own */
+} as_ref;
+
 typedef struct tui_index {
     const sim_history *h;
     run_ent *run;
@@ -87,6 +97,10 @@ typedef struct tui_index {
     int nvm;       /* VMs seen (EV_HV_VMRUN): 1 + the highest VM id */
     size_t *xlate; /* the EV_HV_TRANSLATE events, for the code pane */
     size_t nxlate, capxlate;
+    as_ref *as; /* the address-space switches, in order */
+    size_t nas, capas;
+    as_ref *as_first; /* each (machine, VM, ptbr) once: its first switch */
+    size_t nfirst, capfirst;
     size_t hint; /* the run entry found last (lookups are local) */
     /* the addresses of the instructions of the block decoded last */
     uint32_t blk_rec, blk_page, blk_n;
@@ -94,15 +108,39 @@ typedef struct tui_index {
 } tui_index;
 
 static uint8_t ev_class(const cpu_event *e) {
-    switch (e->kind) {
-    case EV_INSN: return VIZ_SHOW_INSN;
-    case EV_IO: return VIZ_SHOW_IO;
-    case EV_SENSITIVE: return VIZ_SHOW_SENS;
-    case EV_POLICY:
-    case EV_CONTEXT:
-    case EV_TEXT: return VIZ_SHOW_NOTES;
-    default: return VIZ_SHOW_TRAPS;
+    return (uint8_t)viz_event_class(e); /* as the trace: --show means the same */
+}
+
+/* Grow an array of n elements of size sz to hold one more; 0, or -1. */
+static int ix_room(void **p, size_t n, size_t *cap, size_t sz) {
+    if (n < *cap) return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *q = realloc(*p, c * sz);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* Record an address-space switch of machine m (VM vm) at position pos. */
+static int ix_add_aspace(tui_index *ix, uint64_t pos, int m, int vm, uint32_t ptbr) {
+    uint16_t proc = 0, n = 0;
+    for (size_t i = 0; i < ix->nfirst && !proc; i++) {
+        const as_ref *f = &ix->as_first[i];
+        if (f->machine != m || f->vm != vm) continue;
+        n++;
+        if (f->ptbr == ptbr) proc = f->proc;
     }
+    as_ref r = {.pos = pos, .ptbr = ptbr, .machine = (uint8_t)m, .vm = (uint8_t)vm};
+    if (!proc) {
+        r.proc = proc = n == UINT16_MAX ? n : (uint16_t)(n + 1);
+        if (ix_room((void **)&ix->as_first, ix->nfirst, &ix->capfirst, sizeof r)) return -1;
+        ix->as_first[ix->nfirst++] = r;
+    }
+    r.proc = proc;
+    if (ix_room((void **)&ix->as, ix->nas, &ix->capas, sizeof r)) return -1;
+    ix->as[ix->nas++] = r;
+    return 0;
 }
 
 static int ix_add_run(tui_index *ix, const run_ent *r) {
@@ -137,6 +175,8 @@ static void ix_free(tui_index *ix) {
     free(ix->run);
     free(ix->ev);
     free(ix->xlate);
+    free(ix->as);
+    free(ix->as_first);
     memset(ix, 0, sizeof *ix);
 }
 
@@ -240,6 +280,8 @@ static int ix_build(tui_index *ix, const sim_history *h) {
                 vm_of[cur] = (uint8_t)vm;
                 if (vm + 1 > ix->nvm) ix->nvm = vm + 1;
             }
+            if (e->kind == EV_ASPACE && ix_add_aspace(ix, pos, cur, vm_of[cur], e->x & PTE_FRAME))
+                goto oom;
             if (e->kind == EV_HV_TRANSLATE) {
                 if (ix->nxlate == ix->capxlate) {
                     size_t cap = ix->capxlate ? ix->capxlate * 2 : 64;
@@ -277,7 +319,8 @@ oom:
 }
 
 static size_t ix_bytes(const tui_index *ix) {
-    size_t b = ix->caprun * sizeof(run_ent) + ix->capev * sizeof(ev_ref);
+    size_t b = ix->caprun * sizeof(run_ent) + ix->capev * sizeof(ev_ref) +
+               (ix->capas + ix->capfirst) * sizeof(as_ref);
     for (int m = 0; m < ix->nm; m++)
         b += (ix->npages[m] ? ix->npages[m] : 1) * sizeof(uint32_t);
     return b;
@@ -302,6 +345,34 @@ static size_t ix_find(tui_index *ix, uint64_t p) {
             hi = mid;
     }
     return ix->hint = lo;
+}
+
+/* The guest process machine m (VM vm, or NO_VM) runs in at position p: its
+ * last address-space switch, or NULL before the first. */
+static const as_ref *ix_process_at(const tui_index *ix, uint64_t p, int m, int vm) {
+    size_t lo = 0, hi = ix->nas; /* the first switch after p */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->as[mid].pos <= p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i-- > 0;)
+        if (ix->as[i].machine == m && ix->as[i].vm == vm) return &ix->as[i];
+    return NULL;
+}
+
+/* The character of a process in the strip: 0-9, a-z, + beyond; - none yet.
+ * (proc counts from 1, 0 meaning none; processes are shown from 0, so a
+ * kernel's boot page tables are process 0 and vlab-os's pid n is process n.) */
+#define PROC_BUCKETS 38
+static int proc_bucket(int proc) { return proc < PROC_BUCKETS - 1 ? proc : PROC_BUCKETS - 1; }
+static char proc_char(int bucket) {
+    if (bucket == 0) return '-';
+    if (bucket <= 10) return (char)('0' + bucket - 1);
+    if (bucket < PROC_BUCKETS - 1) return (char)('a' + bucket - 11);
+    return '+';
 }
 
 /* The first event at position >= p. */
@@ -457,10 +528,10 @@ typedef struct tui {
     uint64_t now_pos;
     canvas cv;
     int colour;
-    /* the timeline strip, for one width */
+    /* the timeline strips (rings; guest processes when the run has some), for one width */
     int tl_w;
-    char *tl_ch;
-    uint8_t *tl_st;
+    char *tl_ch, *tp_ch;
+    uint8_t *tl_st, *tp_st;
 } tui;
 
 static void set_msg(tui *t, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -749,8 +820,8 @@ static int64_t pos_of_step(tui *t, int m, uint64_t step) {
 
 /* ==== text of log lines ==================================================================== */
 
-static const char *ring_text(int kind, int mode, int machine, int nm, char *buf, size_t len) {
-    if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) /* the hypervisor acted, as the trace says */
+static const char *ring_text(int by_hv, int mode, int machine, int nm, char *buf, size_t len) {
+    if (by_hv) /* the hypervisor acted, as the trace says */
         snprintf(buf, len, nm > 1 ? "%d:hv" : "hv", machine);
     else if (nm > 1)
         snprintf(buf, len, "%d:%s%d", machine, (mode & EV_MODE_NONROOT) ? "g" : "",
@@ -827,7 +898,8 @@ enum {
     ST_KEY,
     ST_STOPEV,
     ST_TL, /* 12 timeline styles follow: machine % 4, then ring 0 / 1-2 / 3 */
-    ST_COUNT = ST_TL + 12
+    ST_TP = ST_TL + 12, /* 4 styles of the process strip: machine % 4 */
+    ST_COUNT = ST_TP + 4
 };
 #define ST_REV 0x80
 
@@ -878,6 +950,8 @@ static void cv_fill(canvas *cv, int y, int x, int n, char ch, int st) {
 
 typedef struct layout {
     int w, h;
+    int procs;        /* the second strip: guest processes (0 or 1 row) */
+    int badge_y;      /* ring, VMX mode, machine or VM, process */
     int regs_y;       /* 4 rows of registers */
     int bar1_y;       /* titles of code and memory */
     int mid_y, mid_h; /* code | memory */
@@ -887,13 +961,15 @@ typedef struct layout {
     int status_y;
 } layout;
 
-static void layout_compute(layout *L, int w, int h) {
+static void layout_compute(layout *L, int w, int h, int procs) {
     int extra = h - MIN_H;
     L->w = w;
     L->h = h;
-    L->regs_y = 2;
-    L->bar1_y = 6;
-    L->mid_y = 7;
+    L->procs = procs ? 1 : 0; /* one row more at the top, one less for the log */
+    L->badge_y = 1 + L->procs;
+    L->regs_y = 2 + L->procs;
+    L->bar1_y = 6 + L->procs;
+    L->mid_y = 7 + L->procs;
     L->mid_h = 7 + extra / 3;
     L->bar2_y = L->mid_y + L->mid_h;
     L->log_y = L->bar2_y + 1;
@@ -907,43 +983,9 @@ static void layout_compute(layout *L, int w, int h) {
 
 /* ---- the timeline strip ---- */
 
-static void timeline_build(tui *t, int w) {
-    if (w == t->tl_w && t->tl_ch) return;
-    free(t->tl_ch);
-    free(t->tl_st);
-    t->tl_ch = malloc((size_t)w);
-    t->tl_st = malloc((size_t)w);
-    t->tl_w = w;
-    if (!t->tl_ch || !t->tl_st) {
-        free(t->tl_ch);
-        free(t->tl_st);
-        t->tl_ch = NULL;
-        t->tl_st = NULL;
-        t->tl_w = 0;
-        return;
-    }
-    /* instructions per (owner, ring) in each cell; the majority wins.  The
-     * owner is the VM on the CPU (the hypervisor's EV_HV_VMRUN), else the
-     * machine of the scenario (EV_CONTEXT).  Guest processes are not events
-     * yet: when the guest OS reports its switches, they split an owner here. */
-    int nk = (t->nm + t->ix.nvm) * 4; /* owners: the machines, then the hypervisor's VMs */
-    uint64_t *cnt = calloc((size_t)w * (size_t)nk, sizeof *cnt);
-    uint64_t n = t->ix.ninsn;
-    if (cnt && n) {
-        for (size_t i = 0; i < t->ix.nrun; i++) {
-            const run_ent *r = &t->ix.run[i];
-            int owner = r->vm != NO_VM ? t->nm + r->vm : r->machine;
-            int k = owner * 4 + (t->h->ev[r->rec].mode & EV_MODE_CPL);
-            uint64_t a = r->pos0, b = r->pos0 + (uint64_t)r->per * r->reps; /* [a, b) */
-            uint64_t c0 = a * (uint64_t)w / n, c1 = (b - 1) * (uint64_t)w / n;
-            for (uint64_t c = c0; c <= c1 && c < (uint64_t)w; c++) {
-                uint64_t cs = (c * n + (uint64_t)w - 1) / (uint64_t)w;
-                uint64_t ce = ((c + 1) * n + (uint64_t)w - 1) / (uint64_t)w;
-                uint64_t lo = a > cs ? a : cs, hi = b < ce ? b : ce;
-                if (hi > lo) cnt[c * (uint64_t)nk + (uint64_t)k] += hi - lo;
-            }
-        }
-    }
+/* The cell of each owner-and-value with the most instructions: cnt holds nk
+ * counts per cell; -1 where a cell has none and nothing came before. */
+static void timeline_pick(const uint64_t *cnt, int w, int nk, int *best_out) {
     int prev = -1;
     for (int c = 0; c < w; c++) {
         int best = -1;
@@ -954,17 +996,98 @@ static void timeline_build(tui *t, int w) {
                 best = k;
             }
         if (best < 0) best = prev; /* fewer instructions than cells */
-        if (best < 0) {
+        best_out[c] = prev = best;
+    }
+}
+
+static void timeline_build(tui *t, int w) {
+    if (w == t->tl_w && t->tl_ch) return;
+    free(t->tl_ch);
+    free(t->tl_st);
+    free(t->tp_ch);
+    free(t->tp_st);
+    t->tl_ch = malloc((size_t)w);
+    t->tl_st = malloc((size_t)w);
+    t->tp_ch = malloc((size_t)w);
+    t->tp_st = malloc((size_t)w);
+    t->tl_w = w;
+    int *best = malloc((size_t)w * sizeof *best);
+    if (!t->tl_ch || !t->tl_st || !t->tp_ch || !t->tp_st || !best) {
+        free(t->tl_ch);
+        free(t->tl_st);
+        free(t->tp_ch);
+        free(t->tp_st);
+        free(best);
+        t->tl_ch = t->tp_ch = NULL;
+        t->tl_st = t->tp_st = NULL;
+        t->tl_w = 0;
+        return;
+    }
+    /* instructions per (owner, ring) in each cell; the majority wins.  The
+     * owner is the VM on the CPU (the hypervisor's EV_HV_VMRUN), else the
+     * machine of the scenario (EV_CONTEXT).  The second strip counts per
+     * (owner, guest process): the address space each machine or VM last
+     * switched to (EV_ASPACE) when the instructions ran. */
+    int no = t->nm + t->ix.nvm; /* owners: the machines, then the hypervisor's VMs */
+    int nk = no * 4, np = t->ix.nas ? no * PROC_BUCKETS : 0;
+    int nvm1 = t->ix.nvm + 1; /* per machine: its own, then each VM */
+    uint64_t *cnt = calloc((size_t)w * (size_t)nk, sizeof *cnt);
+    uint64_t *pcnt = np ? calloc((size_t)w * (size_t)np, sizeof *pcnt) : NULL;
+    int *cur = np ? calloc((size_t)(t->nm * nvm1), sizeof *cur) : NULL;
+    if (np && (!pcnt || !cur)) np = 0;
+    uint64_t n = t->ix.ninsn;
+    size_t j = 0;
+    if (cnt && n) {
+        for (size_t i = 0; i < t->ix.nrun; i++) {
+            const run_ent *r = &t->ix.run[i];
+            int owner = r->vm != NO_VM ? t->nm + r->vm : r->machine;
+            int k = owner * 4 + (t->h->ev[r->rec].mode & EV_MODE_CPL), kp = 0;
+            if (np) { /* the switches up to here */
+                for (; j < t->ix.nas && t->ix.as[j].pos <= r->pos0; j++) {
+                    const as_ref *a = &t->ix.as[j];
+                    if (a->machine < t->nm)
+                        cur[a->machine * nvm1 + (a->vm == NO_VM ? 0 : a->vm + 1)] = a->proc;
+                }
+                int proc = r->machine < t->nm ? cur[r->machine * nvm1 + (r->vm == NO_VM ? 0 : r->vm + 1)] : 0;
+                kp = owner * PROC_BUCKETS + proc_bucket(proc);
+            }
+            uint64_t a = r->pos0, b = r->pos0 + (uint64_t)r->per * r->reps; /* [a, b) */
+            uint64_t c0 = a * (uint64_t)w / n, c1 = (b - 1) * (uint64_t)w / n;
+            for (uint64_t c = c0; c <= c1 && c < (uint64_t)w; c++) {
+                uint64_t cs = (c * n + (uint64_t)w - 1) / (uint64_t)w;
+                uint64_t ce = ((c + 1) * n + (uint64_t)w - 1) / (uint64_t)w;
+                uint64_t lo = a > cs ? a : cs, hi = b < ce ? b : ce;
+                if (hi <= lo) continue;
+                cnt[c * (uint64_t)nk + (uint64_t)k] += hi - lo;
+                if (np) pcnt[c * (uint64_t)np + (uint64_t)kp] += hi - lo;
+            }
+        }
+    }
+    timeline_pick(cnt, w, nk, best);
+    for (int c = 0; c < w; c++) {
+        if (best[c] < 0) {
             t->tl_ch[c] = ' ';
             t->tl_st[c] = ST_NORMAL;
             continue;
         }
-        prev = best;
-        int ring = best % 4, m = best / 4;
+        int ring = best[c] % 4, m = best[c] / 4;
         t->tl_ch[c] = (char)('0' + ring);
         t->tl_st[c] = (uint8_t)(ST_TL + (m % 4) * 3 + (ring == 0 ? 0 : ring == 3 ? 2 : 1));
     }
+    timeline_pick(np ? pcnt : NULL, w, np, best);
+    for (int c = 0; c < w; c++) {
+        if (best[c] < 0) {
+            t->tp_ch[c] = ' ';
+            t->tp_st[c] = ST_NORMAL;
+            continue;
+        }
+        t->tp_ch[c] = proc_char(best[c] % PROC_BUCKETS);
+        t->tp_st[c] = (uint8_t)(ST_TP + (best[c] / PROC_BUCKETS) % 4);
+    }
     free(cnt);
+    free(pcnt);
+    free(cur);
+    free(best);
 }
 
 static void draw_timeline(tui *t, const layout *L) {
@@ -979,6 +1102,11 @@ static void draw_timeline(tui *t, const layout *L) {
     uint64_t p = t->cur < n ? t->cur : n - 1;
     int c = (int)(p * (uint64_t)w / n);
     cv->c[5 + c].st |= ST_REV;
+    if (!L->procs) return;
+    cv_put(cv, 1, 0, 5, ST_DIM, "proc ");
+    for (int k = 0; k < w; k++)
+        cv->c[cv->w + 5 + k] = (cv_cell){t->tp_ch[k], t->tp_st[k]};
+    cv->c[cv->w + 5 + c].st |= ST_REV;
 }
 
 /* ---- badge and registers ---- */
@@ -988,18 +1116,18 @@ static void draw_timeline(tui *t, const layout *L) {
  * registers cannot be rebuilt. */
 static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m, int mode, int vm) {
     canvas *cv = &t->cv;
-    int x = 0, cpl = mode & EV_MODE_CPL;
+    int x = 0, cpl = mode & EV_MODE_CPL, by = L->badge_y;
     static const char *const ring_names[4] = {"  kernel", "", "", "  user"};
     char buf[96];
     snprintf(buf, sizeof buf, " RING %d%s ", cpl, ring_names[cpl]);
-    x += cv_put(cv, 1, x, L->w - x, cpl == 0 ? ST_RING0 : cpl == 3 ? ST_RING3 : ST_RINGX, buf);
+    x += cv_put(cv, by, x, L->w - x, cpl == 0 ? ST_RING0 : cpl == 3 ? ST_RING3 : ST_RINGX, buf);
     x++;
     if (!(mode & EV_MODE_VMX))
-        x += cv_put(cv, 1, x, L->w - x, ST_VMXOFF, " VMX off ");
+        x += cv_put(cv, by, x, L->w - x, ST_VMXOFF, " VMX off ");
     else if (mode & EV_MODE_NONROOT)
-        x += cv_put(cv, 1, x, L->w - x, ST_VMXGUEST, " VMX non-root (guest) ");
+        x += cv_put(cv, by, x, L->w - x, ST_VMXGUEST, " VMX non-root (guest) ");
     else
-        x += cv_put(cv, 1, x, L->w - x, ST_VMXROOT, " VMX root ");
+        x += cv_put(cv, by, x, L->w - x, ST_VMXROOT, " VMX root ");
     x++;
     /* The VM on the CPU: the hypervisor's world switches (EV_HV_VMRUN), on
      * one machine of the scenario */
@@ -1007,19 +1135,31 @@ static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m, int mode,
         snprintf(buf, sizeof buf, " VM %d on '%s' ", vm, t->h->m[m].name);
     else
         snprintf(buf, sizeof buf, " machine %d '%s' ", m, t->h->m[m].name);
-    x += cv_put(cv, 1, x, L->w - x, ST_MACHINE, buf);
+    x += cv_put(cv, by, x, L->w - x, ST_MACHINE, buf);
     x++;
+    if (t->ix.nas) { /* the guest process: the address space it last switched to */
+        uint64_t p = t->cur < t->ix.ninsn ? t->cur : t->ix.ninsn ? t->ix.ninsn - 1 : 0;
+        const as_ref *a = ix_process_at(&t->ix, p, m, vm);
+        if (!a)
+            snprintf(buf, sizeof buf, " no process yet ");
+        else if (L->w - x > 52)
+            snprintf(buf, sizeof buf, " process %u (ptbr %08x) ", a->proc - 1, a->ptbr);
+        else
+            snprintf(buf, sizeof buf, " process %u ", a->proc - 1);
+        x += cv_put(cv, by, x, L->w - x, ST_MACHINE, buf);
+        x++;
+    }
     if (!c) {
-        cv_put(cv, 1, x, L->w - x, ST_ERR, " no registers here ");
+        cv_put(cv, by, x, L->w - x, ST_ERR, " no registers here ");
         return;
     }
     if (c->dead)
-        x += cv_put(cv, 1, x, L->w - x, ST_HALT, " DEAD (triple fault) ");
+        x += cv_put(cv, by, x, L->w - x, ST_HALT, " DEAD (triple fault) ");
     else if (c->halted)
-        x += cv_put(cv, 1, x, L->w - x, ST_HALT, " HALTED ");
+        x += cv_put(cv, by, x, L->w - x, ST_HALT, " HALTED ");
     const char *pg = (c->cr[CR_STATUS] & CPU_ST_PG) ? "paging on" : "paging off";
     int pl = (int)strlen(pg);
-    if (L->w - pl - 1 > x) cv_put(cv, 1, L->w - pl - 1, pl, ST_DIM, pg);
+    if (L->w - pl - 1 > x) cv_put(cv, by, L->w - pl - 1, pl, ST_DIM, pg);
 }
 
 static void regview_of(regview *v, const cpu_t *c, int m) {
@@ -1524,6 +1664,7 @@ static int event_style(const cpu_event *e) {
     case EV_TEXT: return e->a == TEXT_PRINT ? ST_PRINT : ST_NOTE;
     case EV_CONTEXT:
     case EV_POLICY: return ST_NOTE;
+    case EV_ASPACE: return ST_MACHINE; /* who runs: another guest process */
     default: return e->kind >= 32 ? ST_EXIT : ST_NORMAL;
     }
 }
@@ -1545,7 +1686,7 @@ static int draw_line(tui *t, const logline *l, int y, int ymax, int w, int cur) 
         int st = cur ? ST_CUR : ST_NORMAL;
         if (cur) cv_fill(cv, y, 0, w, ' ', ST_CUR);
         cv_printf(cv, y, 0, w, st, "%7llu %4s %08x  %s", (unsigned long long)ii.step,
-                  ring_text(EV_INSN, ii.mode, ii.machine, t->nm, ring, sizeof ring), ii.pc, text);
+                  ring_text(0, ii.mode, ii.machine, t->nm, ring, sizeof ring), ii.pc, text);
         if (cur) cv_put(cv, y, 0, 1, ST_CUR, ">");
         return 1;
     }
@@ -1556,7 +1697,7 @@ static int draw_line(tui *t, const logline *l, int y, int ymax, int w, int cur) 
     char cols[40];
     if (has_pc)
         snprintf(cols, sizeof cols, "%7llu %4s %08x  ", (unsigned long long)r->step,
-                 ring_text(e->kind, e->mode, r->machine, t->nm, ring, sizeof ring), e->pc);
+                 ring_text(viz_event_by_hv(e), e->mode, r->machine, t->nm, ring, sizeof ring), e->pc);
     else
         snprintf(cols, sizeof cols, "%7llu %4s %8s  ", (unsigned long long)r->step, "", "");
     cv_put(cv, y, 0, COLS_W, ST_DIM, cols);
@@ -1659,6 +1800,8 @@ static const char *const help_lines[] = {
     "",
     "top line: the whole run; the digit is the ring that ran (0 kernel,",
     "3 user), the colour the machine or VM, the highlighted cell is now.",
+    "proc line, in runs that switch page tables: the guest process that",
+    "ran, by page-table base in order of first use (- none yet).",
     "Press any key to close this help.",
 };
 
@@ -1737,7 +1880,7 @@ static void render(tui *t, int w, int h) {
         return;
     }
     layout L;
-    layout_compute(&L, w, h);
+    layout_compute(&L, w, h, t->ix.nas > 0);
     insn_info ii;
     int m;
     uint64_t step;
@@ -2146,6 +2289,8 @@ static void tui_free(tui *t) {
     free(t->cv.c);
     free(t->tl_ch);
     free(t->tl_st);
+    free(t->tp_ch);
+    free(t->tp_st);
     free(t->banner);
 }
 
@@ -2215,6 +2360,16 @@ static void styles_init(int colour) {
             style_attr[s] = COLOR_PAIR(pair) | (r == 0 ? A_BOLD : 0);
             pair++;
         }
+    /* the process strip: the machine's background, the digits plain */
+    for (int m = 0; m < 4; m++) {
+        if (!colour) {
+            style_attr[ST_TP + m] = (m & 1) ? A_UNDERLINE : 0;
+            continue;
+        }
+        init_pair(pair, m ? COLOR_WHITE : -1, bgs[m]);
+        style_attr[ST_TP + m] = COLOR_PAIR(pair) | A_BOLD;
+        pair++;
+    }
 }
 
 static int want_colour(void) {

@@ -4,7 +4,7 @@
 -- trap-and-emulate on a strict machine; the routines for cli, sti and popf
 -- here replace the built-in ones.  If they are right, the guest prints
 -- exactly what it prints on bare metal.
--- Run it:  vlab docs/examples/hv-routines.lua --show traps,notes
+-- Run it:  vlab docs/examples/hv-routines.lua --show traps,exits,notes
 local IF = 0x200
 local hv = vlab.hypervisor{ policy = "strict", memory = 4 * 1024 * 1024 }
 local vm = hv:vm{ name = "guest", technique = "trap-and-emulate" }
