@@ -55,6 +55,19 @@ typedef struct hv_vcpu {
     uint64_t emulated_by_op[OP_COUNT];
 } hv_vcpu;
 
+/* The shadow page tables of one guest address space (shadow.c): kept
+ * across address-space switches, as VMware's and KVM's shadow caches do, so
+ * switching back to a process does not start from an empty shadow. */
+#define HV_SHADOW_CACHE 8
+typedef struct hv_shadow_set {
+    uint32_t gptbr;   /* the guest page directory it shadows */
+    uint32_t pd, kpd; /* host-physical shadow directories (user, kernel mode); 0: not allocated */
+    uint32_t *pts;    /* host frames used as its shadow page tables (reused after a flush) */
+    int npts, used;
+    int valid;        /* its entries agree with the guest's tables */
+    uint64_t last;    /* when it was last in use (the least recently used one goes) */
+} hv_shadow_set;
+
 typedef struct hv_vm {
     int id;
     char name[32];
@@ -63,10 +76,13 @@ typedef struct hv_vm {
     uint32_t mem_size;    /* guest-physical bytes */
     uint32_t npages;
     uint32_t *p2m;        /* guest page -> host page number */
-    uint32_t shadow_pd;   /* host-physical shadow page directory for the guest's user mode */
+    uint32_t shadow_pd;   /* the current shadow: host-physical page directory for the guest's user mode */
     uint32_t shadow_kpd;  /* ... and for its kernel mode (kernel_ring 3 needs U on kernel pages) */
-    uint32_t *shadow_pts; /* host frames used as shadow page tables (reused after a flush) */
-    int nshadow, shadow_used;
+    hv_shadow_set shadows[HV_SHADOW_CACHE]; /* one per guest address space, most recently used kept */
+    int shadow_cur;       /* the one in use (shadow_pd, shadow_kpd are its directories) */
+    uint64_t shadow_clock;
+    int pt_new;           /* pages hv_mark_pt marked that were not page tables before ... */
+    uint32_t pt_new_gpa[4]; /* ... (the first 4 of them): shadow.c write-protects them */
     uint32_t *pt_frames;  /* guest pages that hold guest page tables (bitmap) */
     hv_vcpu vcpu;
     char *console;

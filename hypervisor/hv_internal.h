@@ -18,7 +18,10 @@ void hv_mark_pt(hv_vm *vm, uint32_t gpa);
 int hv_is_pt(const hv_vm *vm, uint32_t gpa);
 
 /* shadow.c */
-void hv_shadow_flush(hv *h, hv_vm *vm);
+void hv_shadow_flush(hv *h, hv_vm *vm); /* drop every shadow (paging bit, retranslation) */
+/* The guest loads gptbr: its page-table base becomes gptbr, and the shadow
+ * of that address space (cached, or a fresh one) becomes the current one. */
+void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr);
 void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
 void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
 /* A guest store into its page table at va: let it through once, update the shadow. */

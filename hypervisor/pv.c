@@ -101,9 +101,7 @@ int hv_pv_hypercall(hv *h, hv_vm *vm) {
             ret = E_INVAL;
             break;
         }
-        v->vcr[CR_PTBR] = a1 & PTE_FRAME;
-        hv_mark_pt(vm, a1);
-        hv_shadow_flush(h, vm);
+        hv_shadow_switch(h, vm, a1 & PTE_FRAME);
         hv_emit(h, EV_ASPACE, 1, 0, x->pc, a1 & PTE_FRAME, 0); /* the guest switched address spaces */
         break;
     case HC_BLOCK:

@@ -10,7 +10,14 @@
  * are mapped read-only, so the guest's writes to its tables trap and the
  * shadow is dropped (Adams & Agesen 2006, "tracing"; Barham et al. 2003 for
  * the paravirtual alternative).  A change of the guest's ptbr or paging bit
- * drops the whole shadow, as a shadow-paging VMM without caching does.
+ * switches to the shadow of that address space: up to HV_SHADOW_CACHE are
+ * kept, least recently used dropped first (VMware's and KVM's shadow page
+ * table caches; Adams & Agesen 2006 on the cost of rebuilding them).  A
+ * cached shadow stays right because every page that holds a guest page
+ * table is write-protected in all of them: a guest write to one traps and
+ * drops what it fed (and the other shadows); when a page first becomes a
+ * page table, the current shadow's entries for it are write-protected and
+ * the other shadows dropped; a change of the paging bit drops them all.
  *
  * There are two shadows, one for the guest's kernel mode and one for its
  * user mode (switched with the virtual ring): a guest kernel deprivileged to
@@ -28,12 +35,102 @@ static uint32_t rd(hv *h, uint32_t pa) {
 
 static void wr(hv *h, uint32_t pa, uint32_t v) { cpu_phys_write(h->host, pa, &v, 4); }
 
-void hv_shadow_flush(hv *h, hv_vm *vm) {
+/* Empty shadow i: its directories zeroed, its page tables free for reuse. */
+static void set_clear(hv *h, hv_vm *vm, int i) {
+    hv_shadow_set *s = &vm->shadows[i];
     uint8_t zero[CPU_PAGE] = {0};
-    cpu_phys_write(h->host, vm->shadow_pd, zero, CPU_PAGE);
-    cpu_phys_write(h->host, vm->shadow_kpd, zero, CPU_PAGE);
-    vm->shadow_used = 0; /* the page tables are reused as they are needed again */
+    if (s->pd) cpu_phys_write(h->host, s->pd, zero, CPU_PAGE);
+    if (s->kpd) cpu_phys_write(h->host, s->kpd, zero, CPU_PAGE);
+    s->used = 0;
+}
+
+/* Drop the cached shadows of the other address spaces (an invalid one is
+ * always empty). */
+static void drop_others(hv *h, hv_vm *vm) {
+    for (int i = 0; i < HV_SHADOW_CACHE; i++)
+        if (i != vm->shadow_cur && vm->shadows[i].valid) {
+            set_clear(h, vm, i);
+            vm->shadows[i].valid = 0;
+        }
+}
+
+void hv_shadow_flush(hv *h, hv_vm *vm) {
+    drop_others(h, vm);
+    set_clear(h, vm, vm->shadow_cur);
+    vm->pt_new = 0;
     cpu_tlb_flush(h->host);
+}
+
+/* Pages just recognized as guest page tables: the current shadow may map
+ * them writable (the guest wrote them before using them as page tables):
+ * make those entries read-only, so the next write traps; the other cached
+ * shadows are dropped. */
+static void protect_new_pts(hv *h, hv_vm *vm) {
+    if (!vm->pt_new) return;
+    if (vm->pt_new > 4) {
+        hv_shadow_flush(h, vm);
+        return;
+    }
+    drop_others(h, vm);
+    uint32_t hpa[4];
+    int n = 0;
+    for (int i = 0; i < vm->pt_new; i++)
+        if (hv_gpa_to_hpa(vm, vm->pt_new_gpa[i], &hpa[n]) == 0) n++;
+    vm->pt_new = 0;
+    uint32_t roots[2] = {vm->shadow_pd, vm->shadow_kpd};
+    for (int k = 0; k < 2; k++)
+        for (uint32_t pdi = 0; pdi < 1024; pdi++) {
+            uint32_t pde = rd(h, roots[k] + pdi * 4);
+            if (!(pde & PTE_P)) continue;
+            for (uint32_t pti = 0; pti < 1024; pti++) {
+                uint32_t pa = (pde & PTE_FRAME) + pti * 4, pte = rd(h, pa);
+                if (!(pte & PTE_P) || !(pte & PTE_W)) continue;
+                for (int i = 0; i < n; i++)
+                    if ((pte & PTE_FRAME) == hpa[i]) wr(h, pa, pte & ~PTE_W);
+            }
+        }
+    cpu_tlb_flush(h->host);
+}
+
+void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr) {
+    hv_vcpu *v = &vm->vcpu;
+    hv_shadow_set *cur = &vm->shadows[vm->shadow_cur];
+    cur->gptbr = v->vcr[CR_PTBR] & PTE_FRAME;
+    v->vcr[CR_PTBR] = gptbr & PTE_FRAME;
+    hv_mark_pt(vm, gptbr);
+    protect_new_pts(h, vm);
+    if (!(v->vcr[CR_STATUS] & CPU_ST_PG)) { /* paging off: the ptbr means nothing yet */
+        cur->gptbr = v->vcr[CR_PTBR];
+        return;
+    }
+    int pick = -1;
+    for (int i = 0; i < HV_SHADOW_CACHE && pick < 0; i++)
+        if (vm->shadows[i].valid && vm->shadows[i].gptbr == v->vcr[CR_PTBR]) pick = i;
+    if (pick < 0) { /* a free one, else the least recently used */
+        for (int i = 0; i < HV_SHADOW_CACHE; i++) {
+            const hv_shadow_set *s = &vm->shadows[i];
+            if (i == vm->shadow_cur) continue;
+            if (pick < 0 || (!s->valid && vm->shadows[pick].valid) ||
+                (s->valid == vm->shadows[pick].valid && s->last < vm->shadows[pick].last))
+                pick = i;
+        }
+        hv_shadow_set *s = &vm->shadows[pick];
+        if (s->valid) set_clear(h, vm, pick);
+        if (!s->pd) s->pd = hv_alloc_frame(h) << 12;
+        if (!s->kpd) s->kpd = hv_alloc_frame(h) << 12;
+        if (!s->pd || !s->kpd) { /* the host is out of frames: reuse the current one */
+            pick = vm->shadow_cur;
+            set_clear(h, vm, pick);
+        }
+        vm->shadows[pick].valid = 1;
+        vm->shadows[pick].gptbr = v->vcr[CR_PTBR];
+    }
+    vm->shadow_cur = pick;
+    vm->shadows[pick].last = ++vm->shadow_clock;
+    vm->shadow_pd = vm->shadows[pick].pd;
+    vm->shadow_kpd = vm->shadows[pick].kpd;
+    if (h->current == vm->id) cpu_set_cr(h->host, CR_PTBR, hv_shadow_root(vm)); /* flushes the TLB */
+    else cpu_tlb_flush(h->host);
 }
 
 /* A shadow page table for the 4 MiB region of va (allocated or reused). */
@@ -44,19 +141,20 @@ static int shadow_pt(hv *h, hv_vm *vm, uint32_t va, uint32_t *pt) {
         return 0;
     }
     uint32_t frame;
-    if (vm->shadow_used < vm->nshadow) {
-        frame = vm->shadow_pts[vm->shadow_used];
+    hv_shadow_set *s = &vm->shadows[vm->shadow_cur];
+    if (s->used < s->npts) {
+        frame = s->pts[s->used];
         uint8_t zero[CPU_PAGE] = {0};
         cpu_phys_write(h->host, frame << 12, zero, CPU_PAGE);
     } else {
         frame = hv_alloc_frame(h);
         if (!frame) return -1;
-        uint32_t *p = realloc(vm->shadow_pts, (size_t)(vm->nshadow + 1) * sizeof *p);
+        uint32_t *p = realloc(s->pts, (size_t)(s->npts + 1) * sizeof *p);
         if (!p) return -1;
-        vm->shadow_pts = p;
-        vm->shadow_pts[vm->nshadow++] = frame;
+        s->pts = p;
+        s->pts[s->npts++] = frame;
     }
-    vm->shadow_used++;
+    s->used++;
     *pt = frame << 12;
     wr(h, pde_pa, *pt | PTE_P | PTE_W | PTE_U); /* the PTE decides */
     return 0;
@@ -70,6 +168,7 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
     int user = vm->technique == HV_VTX ? !!(host_err & PF_USER) : v->vcpl == 3;
     uint32_t gpa, bits, hpa, pt;
     int vec = hv_guest_walk(h, vm, va, acc, user, &gpa, &bits, gerr);
+    protect_new_pts(h, vm); /* the walk found a new page table */
     if (vec) return vec; /* the guest's own fault */
     if (hv_gpa_to_hpa(vm, gpa, &hpa)) {
         *gerr = 0;
@@ -137,4 +236,5 @@ void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa) {
         if (hv_vm_read_phys(h, vm, pd + pdi * 4, &pde, 4)) break;
         if ((pde & PTE_P) && (pde & PTE_FRAME) == (gpa & PTE_FRAME)) hv_shadow_drop(h, vm, pdi << 22 | pti << 12);
     }
+    drop_others(h, vm); /* the other address spaces may map through it too */
 }

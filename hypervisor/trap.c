@@ -184,9 +184,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
             v->vcr[CR_STATUS] = val & CPU_ST_WRITABLE;
             if ((old ^ val) & CPU_ST_PG) hv_shadow_flush(h, vm);
         } else if (n == CR_PTBR) {
-            v->vcr[CR_PTBR] = val & PTE_FRAME;
-            hv_mark_pt(vm, val & PTE_FRAME);
-            hv_shadow_flush(h, vm);
+            hv_shadow_switch(h, vm, val & PTE_FRAME);
             hv_emit(h, EV_ASPACE, 1, 0, x->pc, val, 0); /* the guest switched address spaces */
         } else if (n < CPU_NCR) {
             v->vcr[n] = val;

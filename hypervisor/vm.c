@@ -70,8 +70,9 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     vm->npages = npages;
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
-    vm->shadow_pd = hv_alloc_frame(h) << 12;
-    vm->shadow_kpd = hv_alloc_frame(h) << 12;
+    vm->shadows[0].pd = vm->shadow_pd = hv_alloc_frame(h) << 12;
+    vm->shadows[0].kpd = vm->shadow_kpd = hv_alloc_frame(h) << 12;
+    vm->shadows[0].valid = 1; /* empty, and right for any guest ptbr until the first switch */
     if (technique == HV_BT) {
         vm->bt_va = calloc(npages, sizeof *vm->bt_va);
         if (!vm->bt_va) {
@@ -102,7 +103,7 @@ void hv_vm_free(hv_vm *vm) {
     if (!vm) return;
     free(vm->p2m);
     free(vm->pt_frames);
-    free(vm->shadow_pts);
+    for (int i = 0; i < HV_SHADOW_CACHE; i++) free(vm->shadows[i].pts);
     free(vm->ept);
     free(vm->bt_va);
     free(vm->console);
@@ -141,7 +142,10 @@ int hv_vm_read_phys(hv *h, hv_vm *vm, uint32_t gpa, void *dst, size_t n) {
 
 void hv_mark_pt(hv_vm *vm, uint32_t gpa) {
     uint32_t g = gpa >> 12;
-    if (g < vm->npages) vm->pt_frames[g >> 5] |= 1u << (g & 31);
+    if (g >= vm->npages || ((vm->pt_frames[g >> 5] >> (g & 31)) & 1)) return;
+    vm->pt_frames[g >> 5] |= 1u << (g & 31);
+    if (vm->pt_new < 4) vm->pt_new_gpa[vm->pt_new] = gpa & PTE_FRAME;
+    vm->pt_new++; /* shadows may map it writable: shadow.c write-protects it */
 }
 
 int hv_is_pt(const hv_vm *vm, uint32_t gpa) {

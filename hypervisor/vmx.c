@@ -177,9 +177,7 @@ static int handle_exit(hv *h, hv_vm *vm) {
         if (cr == CR_PTBR && rd) {
             R[reg] = v->vcr[CR_PTBR];
         } else if (cr == CR_PTBR) {
-            v->vcr[CR_PTBR] = R[reg] & PTE_FRAME;
-            hv_mark_pt(vm, R[reg]);
-            hv_shadow_flush(h, vm);
+            hv_shadow_switch(h, vm, R[reg] & PTE_FRAME);
             hv_emit(h, EV_ASPACE, 1, 0, x->pc, v->vcr[CR_PTBR], 0); /* the guest switched address spaces */
         } else if (cr == CR_STATUS) { /* the paging bit changed */
             uint32_t val = R[reg] & CPU_ST_WRITABLE;

@@ -240,6 +240,24 @@ START_TEST(test_vtx_shadow_redelivers_after_frame_fault) {
 }
 END_TEST
 
+/* The shadow cache: switching back to an address space reuses its shadow,
+ * and a page-table write made while another one is loaded still reaches it. */
+START_TEST(test_shadow_cache_stays_coherent) {
+    static const char *const files[] = {"tests/guests/two-spaces.s", NULL};
+    cpu_t *n = native(files, 1 << 20, "x86");
+    ck_assert_uint_eq(n->r[4], 0x3333);
+    static const int tech[] = {HV_TRAP_EMULATE, HV_BT, HV_VTX};
+    for (int i = 0; i < 4; i++) {
+        vtx_shadow = i == 3;
+        virt v = in_vm_t(files, 1 << 20, "x86", 1, tech[i < 3 ? i : 2]);
+        vtx_shadow = 0;
+        for (int r = 1; r <= 4; r++) ck_assert_uint_eq(greg(&v, r), n->r[r]);
+        virt_free(&v);
+    }
+    cpu_free(n);
+}
+END_TEST
+
 START_TEST(test_vtx_timer_injection) {
     static const char *const files[] = {"docs/examples/timer.s", NULL};
     virt v = in_vm_t(files, 1 << 20, "x86", 1, HV_VTX);
@@ -393,6 +411,7 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_vtx_guest_paging_with_ept);
     tcase_add_test(t, test_vtx_guest_paging_with_shadow_tables);
     tcase_add_test(t, test_vtx_shadow_redelivers_after_frame_fault);
+    tcase_add_test(t, test_shadow_cache_stays_coherent);
     tcase_add_test(t, test_vtx_timer_injection);
     tcase_add_test(t, test_vtx_fault_stays_in_guest);
     tcase_add_test(t, test_bt_closes_the_holes);
