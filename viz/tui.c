@@ -469,11 +469,12 @@ enum {
     EK_SHADOW,
     EK_TRANSLATE,
     EK_SHUTDOWN,
+    EK_ASPACE,
     EK_COUNT
 };
 static const char *const ek_names[EK_COUNT] = {
     "trap", "syscall", "interrupt", "exception", "io",     "iret",      "sensitive",
-    "halt", "exit",    "switch",    "inject",    "shadow", "translate", "shutdown"};
+    "halt", "exit",    "switch",    "inject",    "shadow", "translate", "shutdown", "process"};
 
 /* What the run keys look for; B repeats the last one backwards. */
 enum { RUN_NONE = -1, RUN_BREAK = EK_COUNT };
@@ -671,6 +672,7 @@ static int ek_match(int ek, const cpu_event *e) {
     case EK_SHADOW: return e->kind == EV_HV_SHADOW || e->kind == EV_HV_PTWRITE;
     case EK_TRANSLATE: return e->kind == EV_HV_TRANSLATE;
     case EK_SHUTDOWN: return e->kind == EV_SHUTDOWN;
+    case EK_ASPACE: return e->kind == EV_ASPACE; /* a process switch: wrcr ptbr */
     }
     return 0;
 }
@@ -1795,7 +1797,7 @@ static const char *const help_lines[] = {
     "  d [N]   delete all breakpoints (or number N)",
     "  g STEP  go to a step      m [ADDR]  memory at ADDR (none: auto)",
     "  KIND: trap syscall interrupt exception io iret sensitive halt",
-    "        exit switch inject shadow translate shutdown",
+    "        exit switch inject shadow translate shutdown process",
     "? this help   q quit",
     "",
     "top line: the whole run; the digit is the ring that ran (0 kernel,",
@@ -2040,7 +2042,7 @@ static void command(tui *t, const char *line) {
             if (ek < 0) {
                 set_msg(t, 1,
                         "unknown event '%s' (trap syscall interrupt exception io iret sensitive "
-                        "halt exit switch inject shadow translate shutdown)",
+                        "halt exit switch inject shadow translate shutdown process)",
                         nw > 2 ? words[2] : "");
                 return;
             }
