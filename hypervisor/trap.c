@@ -234,7 +234,15 @@ void hv_shadow_pt_store(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa) {
     hv_shadow_set_writable(h, vm, va, 1);
     cpu_trace *t = c->trace;
     c->trace = NULL; /* the instruction is in the trace already, as the one that faulted */
+    /* the one step is the store alone: an interrupt that falls due now
+     * stays pending until the guest runs again (it would otherwise be taken
+     * before the store, and the store lost) */
+    uint32_t if_was = c->flags & CPU_FL_IF, ctl_was = c->vmx_ctl;
+    c->flags &= ~CPU_FL_IF;
+    c->vmx_ctl &= ~(VMX_EXTINT_EXIT | VMX_INTWIN_EXIT);
     cpu_run(c, 1);
+    c->flags |= if_was;
+    c->vmx_ctl = ctl_was;
     c->trace = t;
     hv_shadow_set_writable(h, vm, va, 0);
     hv_shadow_pt_written(h, vm, gpa);

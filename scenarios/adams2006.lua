@@ -40,6 +40,9 @@ local function run(technique, test, paging)
   vm.r9, vm.r8 = test, ROUNDS[tests[test + 1]]
   hv:run()
   expect(vm.done, technique .. " " .. tests[test + 1] .. " finished")
+  if paging == "shadow" and tests[test + 1] == "ptemod" then -- each write trapped and emulated once
+    expect_eq(vm:stats().pt_writes, ROUNDS.ptemod, "VT-x (shadow): one emulated page-table write per round")
+  end
   return hv.cycles
 end
 
