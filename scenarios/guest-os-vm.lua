@@ -54,6 +54,7 @@ end
 local function in_vm(technique, ring, paging)
   local hv = vlab.hypervisor{ name = technique .. " host", memory = 4 * 1024 * KIB }
   local vm = hv:vm{ name = "vlab-os", memory = MEM, technique = technique, kernel_ring = ring, paging = paging }
+  expect_eq(vm.paging, paging or (technique == "vt-x" and "nested" or "shadow"))
   vm:load_file("guests/os.s")
   expect_eq(hv:run().reason, "halt")
   return visible(vm:console(), function(a, n) return vm:bytes(a, n) end), hv.cycles, vm:stats()

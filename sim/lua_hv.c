@@ -371,6 +371,8 @@ static int vm_index(lua_State *L) {
     else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
     else if (strcmp(k, "technique") == 0) lua_pushstring(L, hv_technique_name(vm->technique));
     else if (strcmp(k, "weight") == 0) lua_pushinteger(L, vm->weight);
+    else if (strcmp(k, "paging") == 0) /* how its guest-physical memory is reached */
+        lua_pushstring(L, vm->technique == HV_VTX && !vm->vtx_shadow ? "nested" : "shadow");
     else {
         luaL_getmetafield(L, 1, "__methods");
         lua_getfield(L, -1, k);
