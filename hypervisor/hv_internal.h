@@ -19,11 +19,16 @@ int hv_is_pt(const hv_vm *vm, uint32_t gpa);
 
 /* shadow.c */
 void hv_shadow_flush(hv *h, hv_vm *vm); /* drop every shadow (paging bit, retranslation) */
-/* The guest loads gptbr: its page-table base becomes gptbr, and the shadow
- * of that address space (cached, or a fresh one) becomes the current one. */
-void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr);
+/* The guest's instruction at pc loads gptbr: its page-table base becomes
+ * gptbr (an EV_ASPACE event), and the shadow of that address space (cached,
+ * or a fresh one) becomes the current one. */
+void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr, uint32_t pc);
 void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
 void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
+/* A write by the guest instruction at pc faulted on a shadow entry that is
+ * present and read-only: a store into a guest page table (let through once,
+ * the shadow updated) or into translated code (binary translation). */
+void hv_shadow_protected_write(hv *h, hv_vm *vm, uint32_t va, uint32_t pc);
 /* A guest store into its page table at va: let it through once, update the shadow. */
 void hv_shadow_pt_store(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa);
 /* The shadow page directory for the guest's current mode. */

@@ -101,8 +101,7 @@ int hv_pv_hypercall(hv *h, hv_vm *vm) {
             ret = E_INVAL;
             break;
         }
-        hv_shadow_switch(h, vm, a1 & PTE_FRAME);
-        hv_emit(h, EV_ASPACE, 1, 0, x->pc, a1 & PTE_FRAME, 0); /* the guest switched address spaces */
+        hv_shadow_switch(h, vm, a1 & PTE_FRAME, x->pc);
         break;
     case HC_BLOCK:
         v->vif = 1;

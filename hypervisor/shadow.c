@@ -92,8 +92,9 @@ static void protect_new_pts(hv *h, hv_vm *vm) {
     cpu_tlb_flush(h->host);
 }
 
-void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr) {
+void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr, uint32_t pc) {
     hv_vcpu *v = &vm->vcpu;
+    hv_emit(h, EV_ASPACE, 1, 0, pc, gptbr & PTE_FRAME, 0); /* the guest switched address spaces */
     hv_shadow_set *cur = &vm->shadows[vm->shadow_cur];
     cur->gptbr = v->vcr[CR_PTBR] & PTE_FRAME;
     v->vcr[CR_PTBR] = gptbr & PTE_FRAME;

@@ -184,8 +184,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
             v->vcr[CR_STATUS] = val & CPU_ST_WRITABLE;
             if ((old ^ val) & CPU_ST_PG) hv_shadow_flush(h, vm);
         } else if (n == CR_PTBR) {
-            hv_shadow_switch(h, vm, val & PTE_FRAME);
-            hv_emit(h, EV_ASPACE, 1, 0, x->pc, val, 0); /* the guest switched address spaces */
+            hv_shadow_switch(h, vm, val & PTE_FRAME, x->pc);
         } else if (n < CPU_NCR) {
             v->vcr[n] = val;
         }
@@ -238,16 +237,30 @@ void hv_shadow_pt_store(hv *h, hv_vm *vm, uint32_t va, uint32_t gpa) {
      * stays pending until the guest runs again (it would otherwise be taken
      * before the store, and the store lost) */
     uint32_t if_was = c->flags & CPU_FL_IF, ctl_was = c->vmx_ctl;
+    cpu_exit exit_was = c->exit; /* the exit being handled: the caller reads it on */
     c->flags &= ~CPU_FL_IF;
     c->vmx_ctl &= ~(VMX_EXTINT_EXIT | VMX_INTWIN_EXIT);
     cpu_run(c, 1);
     c->flags |= if_was;
     c->vmx_ctl = ctl_was;
+    c->exit = exit_was;
     c->trace = t;
     hv_shadow_set_writable(h, vm, va, 0);
     hv_shadow_pt_written(h, vm, gpa);
     vm->vcpu.pt_writes++;
     hv_emit(h, EV_HV_PTWRITE, 0, 0, pc, va, 0);
+}
+
+void hv_shadow_protected_write(hv *h, hv_vm *vm, uint32_t va, uint32_t pc) {
+    hv_vcpu *v = &vm->vcpu;
+    uint32_t gpa, bits, e;
+    if (hv_guest_walk(h, vm, va, 1, v->vcpl == 3, &gpa, &bits, &e)) return;
+    if (vm->technique == HV_BT && hv_bt_translated(vm, gpa)) {
+        hv_bt_code_write(h, vm, gpa); /* self-modifying code */
+    } else if (hv_is_pt(vm, gpa)) {
+        hv_shadow_pt_store(h, vm, va, gpa);
+        if (vm->technique == HV_BT && v->vcpl == 0) hv_bt_store_fault(h, vm, pc);
+    }
 }
 
 int hv_exit(hv *h, hv_vm *vm) {
@@ -280,16 +293,7 @@ int hv_exit(hv *h, hv_vm *vm) {
         if (vec) {
             hv_reflect(h, vm, vec, vec == VEC_PF ? CAUSE_PF : CAUSE_BUS, gerr, x->addr, x->pc);
         } else if ((x->err & PF_PRESENT) && (x->err & PF_WRITE)) {
-            /* the entry was there and read-only: a guest page table, or translated code */
-            uint32_t gpa, bits, e;
-            if (hv_guest_walk(h, vm, x->addr, 1, v->vcpl == 3, &gpa, &bits, &e) == 0) {
-                if (vm->technique == HV_BT && hv_bt_translated(vm, gpa)) {
-                    hv_bt_code_write(h, vm, gpa); /* self-modifying code */
-                } else if (hv_is_pt(vm, gpa)) {
-                    hv_shadow_pt_store(h, vm, x->addr, gpa);
-                    if (vm->technique == HV_BT && v->vcpl == 0) hv_bt_store_fault(h, vm, x->pc);
-                }
-            }
+            hv_shadow_protected_write(h, vm, x->addr, x->pc);
         }
         break;
     }

@@ -16,12 +16,19 @@
  * shadow page tables: paging is always on, the guest's ptbr and vbr are
  * virtual (loads and reads exit), its paging bit is in the status read
  * shadow, and its page faults exit first (exception bitmap). */
+/* The host address of the guest's vector table (guest-physical), for the
+ * CPU's vbr.  The VM's frames are handed out in order, so a table that
+ * crosses a page stays contiguous.  Outside the VM's memory: an address
+ * outside the host's too, so delivery fails as it would natively. */
+static uint32_t host_vbr(const hv_vm *vm) {
+    uint32_t hpa;
+    return hv_gpa_to_hpa(vm, vm->vcpu.vcr[CR_VBR], &hpa) ? 0xfffffc00u : hpa;
+}
+
 static void enter_shadow(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     hv_vcpu *v = &vm->vcpu;
-    uint32_t vbr_hpa = 0;
-    hv_gpa_to_hpa(vm, v->vcr[CR_VBR], &vbr_hpa); /* the vector table is contiguous on the host */
-    c->cr[CR_VBR] = vbr_hpa;
+    c->cr[CR_VBR] = host_vbr(vm);
     c->cr[CR_PTBR] = vm->shadow_kpd;
     c->status_mask = CPU_ST_PG;
     c->status_shadow = v->vcr[CR_STATUS] & CPU_ST_PG;
@@ -121,6 +128,17 @@ void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
 
 static int handle_exit(hv *h, hv_vm *vm);
 
+/* The exiting instruction was emulated on the virtual CPU: go past it,
+ * count it, and say so in the trace with its result. */
+static void emulated(hv *h, hv_vm *vm, uint32_t result) {
+    cpu_t *c = h->host;
+    const cpu_exit *x = &c->exit;
+    c->pc = x->next_pc;
+    vm->vcpu.emulations++;
+    vm->vcpu.emulated_by_op[x->insn.op]++;
+    hv_emit(h, EV_HV_EMULATE, x->insn.op, 0, x->pc, x->word[0], result);
+}
+
 int hv_vmx_exit(hv *h, hv_vm *vm) {
     do { /* a delivery that exits again (a trap frame on an unfilled shadow page) is handled now */
         vm->exit_again = 0;
@@ -167,18 +185,14 @@ static int handle_exit(hv *h, hv_vm *vm) {
     }
     case VMX_EXIT_CPUID:
         R[x->insn.ra] = hv_vcpuid(vm, R[x->insn.rb]);
-        c->pc = x->next_pc;
-        v->emulations++;
-        v->emulated_by_op[OP_CPUID]++;
-        hv_emit(h, EV_HV_EMULATE, OP_CPUID, 0, x->pc, x->word[0], R[x->insn.ra]);
+        emulated(h, vm, R[x->insn.ra]);
         break;
     case VMX_EXIT_CR: { /* shadow paging: the guest's ptbr and paging bit are virtual */
         int cr = (int)(x->qual & 0xf), reg = (int)(x->qual >> 8) & 0xf, rd = !!(x->qual & 0x10);
         if (cr == CR_PTBR && rd) {
             R[reg] = v->vcr[CR_PTBR];
         } else if (cr == CR_PTBR) {
-            hv_shadow_switch(h, vm, R[reg] & PTE_FRAME);
-            hv_emit(h, EV_ASPACE, 1, 0, x->pc, v->vcr[CR_PTBR], 0); /* the guest switched address spaces */
+            hv_shadow_switch(h, vm, R[reg] & PTE_FRAME, x->pc);
         } else if (cr == CR_STATUS) { /* the paging bit changed */
             uint32_t val = R[reg] & CPU_ST_WRITABLE;
             c->status_shadow = val & CPU_ST_PG;
@@ -186,33 +200,22 @@ static int handle_exit(hv *h, hv_vm *vm) {
             v->vcr[CR_STATUS] = val;
             hv_shadow_flush(h, vm);
         }
-        c->pc = x->next_pc;
-        v->emulations++;
-        v->emulated_by_op[x->insn.op]++;
-        hv_emit(h, EV_HV_EMULATE, x->insn.op, 0, x->pc, x->word[0], R[reg]);
+        emulated(h, vm, R[reg]);
         break;
     }
     case VMX_EXIT_DESC: { /* the guest's vbr is guest-physical: the CPU gets the host's address */
-        int op = x->insn.op;
-        if (op == OP_WRCR) {
-            uint32_t hpa = 0;
+        if (x->insn.op == OP_WRCR) {
             v->vcr[CR_VBR] = R[x->insn.rb];
-            hv_gpa_to_hpa(vm, v->vcr[CR_VBR], &hpa);
-            c->cr[CR_VBR] = hpa;
+            c->cr[CR_VBR] = host_vbr(vm);
         } else {
             R[x->insn.ra] = v->vcr[CR_VBR]; /* rdcr vbr, sidt */
         }
-        c->pc = x->next_pc;
-        v->emulations++;
-        v->emulated_by_op[op]++;
-        hv_emit(h, EV_HV_EMULATE, op, 0, x->pc, x->word[0], v->vcr[CR_VBR]);
+        emulated(h, vm, v->vcr[CR_VBR]);
         break;
     }
     case VMX_EXIT_INVLPG:
         hv_shadow_drop(h, vm, x->qual);
-        c->pc = x->next_pc;
-        v->emulations++;
-        v->emulated_by_op[OP_INVLPG]++;
+        emulated(h, vm, x->qual);
         break;
     case VMX_EXIT_EXCEPTION:
         if (x->vector == VEC_PF && vm->vtx_shadow) { /* a shadow miss, or the guest's own fault */
@@ -222,9 +225,7 @@ static int handle_exit(hv *h, hv_vm *vm) {
             c->pc = x->pc;
             int vec = hv_shadow_fault(h, vm, x->addr, x->err, &gerr);
             if (vec == 0 && (x->err & PF_PRESENT) && (x->err & PF_WRITE)) {
-                uint32_t gpa, bits, e;
-                if (hv_guest_walk(h, vm, x->addr, 1, c->cpl == 3, &gpa, &bits, &e) == 0 && hv_is_pt(vm, gpa))
-                    hv_shadow_pt_store(h, vm, x->addr, gpa);
+                hv_shadow_protected_write(h, vm, x->addr, x->pc);
             } else if (vec && x->idt_valid) { /* the guest's own fault while delivering: as natively, #DF */
                 deliver(h, vm, VEC_DF, CAUSE_DF, 0, (uint32_t)x->idt_vector);
                 break;
