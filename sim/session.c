@@ -160,7 +160,7 @@ static void note_native(sim_session *s, const sim_machine *m) {
     const char *img = m->images[0].files[0];
     for (int i = 0; i < s->nnative; i++)
         if (strcmp(s->native[i].image, img) == 0) {
-            s->native[i].cycles = m->cpu->cycles;
+            if (s->native[i].cycles != m->cpu->cycles) s->native[i].ambiguous = 1;
             return;
         }
     if (s->nnative < (int)(sizeof s->native / sizeof s->native[0])) {
@@ -265,7 +265,7 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   (unsigned long long)vm->slices);
         const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;
         for (int k = 0; img && vm->done && k < s->nnative; k++)
-            if (strcmp(s->native[k].image, img) == 0 && s->native[k].cycles)
+            if (strcmp(s->native[k].image, img) == 0 && s->native[k].cycles && !s->native[k].ambiguous)
                 sb_printf(b, "    %s took %.2fx the cycles of its bare-metal run (%llu against %llu)\n", img, (double)vm->cpu_cycles / (double)s->native[k].cycles,
                           (unsigned long long)vm->cpu_cycles, (unsigned long long)s->native[k].cycles);
         sb_printf(b, "    exits %llu, emulated %llu, reflected %llu, injected %llu, shadow fills %llu, "

@@ -71,6 +71,7 @@ typedef struct sim_session {
     struct sim_native_run { /* bare-machine runs, to compare VMs of the same image with */
         char image[96];
         uint64_t cycles;
+        int ambiguous; /* runs of it differed (other inputs): no single reference */
     } native[16];
     int nnative;
     int keep_history_after_close; /* the caller takes s->history over (TUI, export) */
