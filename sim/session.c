@@ -160,11 +160,15 @@ static void note_native(sim_session *s, const sim_machine *m) {
     const char *img = m->images[0].files[0];
     for (int i = 0; i < s->nnative; i++)
         if (strcmp(s->native[i].image, img) == 0) {
-            if (s->native[i].cycles != m->cpu->cycles) s->native[i].ambiguous = 1;
+            if (s->native[i].machine == m->id)
+                s->native[i].cycles = m->cpu->cycles;
+            else if (s->native[i].cycles != m->cpu->cycles)
+                s->native[i].ambiguous = 1;
             return;
         }
     if (s->nnative < (int)(sizeof s->native / sizeof s->native[0])) {
         snprintf(s->native[s->nnative].image, sizeof s->native[0].image, "%s", img);
+        s->native[s->nnative].machine = m->id;
         s->native[s->nnative++].cycles = m->cpu->cycles;
     }
 }
@@ -179,6 +183,8 @@ void sim_machine_free(sim_session *s, sim_machine *m) {
     free(m->images);
     m->images = NULL;
     m->nimages = 0;
+    free(m->vm_lines);
+    m->vm_lines = NULL;
     cpu_free(m->cpu);
     m->cpu = NULL;
     free(m);
@@ -249,7 +255,22 @@ void sim_register_hv(sim_session *s, struct hv *h, sim_machine *host) {
     if (s->nhvs < (int)(sizeof s->hvs / sizeof s->hvs[0])) s->hvs[s->nhvs++] = h;
 }
 
+static void summary_vms(strbuf *b, const sim_session *s, const hv *h);
+
+/* A hypervisor is going away (Lua collected it) before the summary: keep
+ * the lines of its VMs with its host machine. */
 void sim_unregister_hv(sim_session *s, struct hv *h) {
+    for (int i = 0; i < s->nmachines; i++)
+        if (s->machines[i]) note_native(s, s->machines[i]); /* what the lines compare with */
+    for (int i = 0; i < s->nmachines; i++) {
+        sim_machine *m = s->machines[i];
+        if (!m || m->cpu != h->host) continue;
+        strbuf b = {0};
+        if (m->vm_lines) sb_printf(&b, "%s", m->vm_lines);
+        summary_vms(&b, s, h);
+        free(m->vm_lines);
+        m->vm_lines = b.p;
+    }
     for (int i = 0; i < s->nhvs; i++)
         if (s->hvs[i] == h) s->hvs[i] = s->hvs[--s->nhvs];
 }
@@ -336,6 +357,7 @@ void sim_print_summary(sim_session *s) {
                 sb_printf(&b, "  instructions emulated by the host: %llu\n",
                           (unsigned long long)k->emulated);
         }
+        if (m->vm_lines) sb_printf(&b, "%s", m->vm_lines);
         for (int hi = 0; hi < s->nhvs; hi++)
             if (s->hvs[hi]->host == c) summary_vms(&b, s, s->hvs[hi]);
         size_t clen;

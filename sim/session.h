@@ -57,6 +57,7 @@ typedef struct sim_machine {
     int nimages;
     int lua_ref; /* registry reference of the Lua handler table, or LUA_NOREF */
     int host_dirty;  /* the host changed the machine since the last history checkpoint */
+    char *vm_lines;  /* summary lines of the VMs of hypervisors already collected on it */
 } sim_machine;
 
 typedef struct sim_session {
@@ -71,6 +72,7 @@ typedef struct sim_session {
     struct sim_native_run { /* bare-machine runs, to compare VMs of the same image with */
         char image[96];
         uint64_t cycles;
+        int machine;   /* the machine that ran it (it may run on and be noted again) */
         int ambiguous; /* runs of it differed (other inputs): no single reference */
     } native[16];
     int nnative;
