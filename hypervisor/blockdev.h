@@ -9,6 +9,7 @@
 #ifndef VLAB_HYPERVISOR_BLOCKDEV_H
 #define VLAB_HYPERVISOR_BLOCKDEV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define BLOCKDEV_SECTOR 512u
@@ -25,6 +26,16 @@ struct blockdev {
     void (*close)(blockdev *d); /* frees d */
     char error[160];
 };
+
+/* A raw image file: sector n at byte offset 512 n, read and written with
+ * pread/pwrite (hypervisor/rawdisk.c).  The size is taken from the file; a
+ * file whose size is not whole sectors is refused (truncated).  NULL on
+ * failure with a message in err. */
+blockdev *blockdev_open_raw(const char *path, int writable, char *err, size_t errlen);
+/* Create a raw image of `sectors` zeroed sectors (sparse), whole or not at
+ * all: written under a temporary name and renamed into place.  Fails if
+ * path exists.  0, or -1 with a message. */
+int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t errlen);
 
 static inline int blockdev_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
     return d->read(d, lba, count, buf);
