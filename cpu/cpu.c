@@ -148,6 +148,86 @@ void cpu_reset(cpu_t *c) {
     cpu_tlb_flush(c);
 }
 
+void cpu_context_save(const cpu_t *c, cpu_context *x) {
+    memcpy(x->r, c->r, sizeof x->r);
+    x->pc = c->pc;
+    x->flags = c->flags;
+    x->lf_op = c->lf_op;
+    x->lf_a = c->lf_a;
+    x->lf_b = c->lf_b;
+    memcpy(x->cr, c->cr, sizeof x->cr);
+    x->cpl = c->cpl;
+    x->vmx_on = c->vmx_on;
+    x->nonroot = c->nonroot;
+    x->halted = c->halted;
+    x->dead = c->dead;
+    x->mid_block = c->mid_block;
+    x->cycles = c->cycles;
+    x->tsc_offset = c->tsc_offset;
+    memcpy(x->tlb, c->tlb, sizeof x->tlb);
+    x->fault_err = c->fault_err;
+    x->fault_addr = c->fault_addr;
+    x->timer_period = c->timer_period;
+    x->timer_deadline = c->timer_deadline;
+    x->irq_pending = c->irq_pending;
+    x->vmx_ctl = c->vmx_ctl;
+    x->vmx_exc = c->vmx_exc;
+    x->ept = c->ept;
+    x->ept_pages = c->ept_pages;
+    x->io_bitmap = c->io_bitmap;
+    x->status_mask = c->status_mask;
+    x->status_shadow = c->status_shadow;
+    memcpy(x->intercept, c->intercept, sizeof x->intercept);
+    x->callouts = c->callouts;
+    x->ncallouts = c->ncallouts;
+    x->callout_cap = c->callout_cap;
+    x->exit = c->exit;
+}
+
+void cpu_context_load(cpu_t *c, const cpu_context *x) {
+    memcpy(c->r, x->r, sizeof c->r);
+    c->pc = x->pc;
+    c->flags = x->flags;
+    c->lf_op = x->lf_op;
+    c->lf_a = x->lf_a;
+    c->lf_b = x->lf_b;
+    memcpy(c->cr, x->cr, sizeof c->cr);
+    c->cpl = x->cpl;
+    c->vmx_on = x->vmx_on;
+    c->nonroot = x->nonroot;
+    c->halted = x->halted;
+    c->dead = x->dead;
+    c->mid_block = x->mid_block;
+    c->cycles = x->cycles;
+    c->tsc_offset = x->tsc_offset;
+    /* A page another processor started executing from meanwhile lost write
+     * access in that processor's TLB only: take it away here too, so a
+     * store to it goes the slow way and drops its decoded copy. */
+    for (int i = 0; i < CPU_TLB_SIZE; i++) {
+        c->tlb[i] = x->tlb[i];
+        if (c->tlb[i].vpn && c->code_page[c->tlb[i].ppn]) c->tlb[i].perm &= ~(TLB_WK | TLB_WU);
+    }
+    c->tlb_gen++;
+    c->fault_err = x->fault_err;
+    c->fault_addr = x->fault_addr;
+    c->timer_period = x->timer_period;
+    c->timer_deadline = x->timer_deadline;
+    c->event_at = 0; /* the run loop recomputes when to look at the timer */
+    c->irq_pending = x->irq_pending;
+    c->vmx_ctl = x->vmx_ctl;
+    c->vmx_exc = x->vmx_exc;
+    c->ept = x->ept;
+    c->ept_pages = x->ept_pages;
+    c->io_bitmap = x->io_bitmap;
+    c->status_mask = x->status_mask;
+    c->status_shadow = x->status_shadow;
+    memcpy(c->intercept, x->intercept, sizeof c->intercept);
+    c->callouts = x->callouts;
+    c->ncallouts = x->ncallouts;
+    c->callout_cap = x->callout_cap;
+    c->exit = x->exit;
+}
+
 const char *cpu_exit_name(int r) {
     static const char *const n[CPU_EXIT_COUNT] = {"none",  "budget",   "halt", "breakpoint", "trap",
                                                   "event", "shutdown", "vmx",  "stop", "callout"};

@@ -205,9 +205,40 @@ struct cpu {
     cpu_exit exit;
 };
 
+/* What each processor of a multiprocessor has for itself: registers, rings,
+ * control registers, its TLB, its timer and pending interrupts, its VMX
+ * state and its cycle counter.  Memory, the decoded-code cache, the console,
+ * ports, policy, costs, breakpoints and the trace are the machine's and
+ * shared.  A hypervisor with several physical CPUs keeps one context per
+ * CPU and takes turns on one cpu_t (hypervisor/hv.c), as QEMU's
+ * single-threaded TCG takes turns between vCPUs; the step counter counts
+ * the instructions of all of them. */
+typedef struct cpu_context {
+    uint32_t r[16], pc, flags, lf_a, lf_b, cr[CPU_NCR];
+    uint8_t lf_op, cpl, vmx_on, nonroot, halted, dead, mid_block;
+    uint64_t cycles;
+    int64_t tsc_offset;
+    cpu_tlb_entry tlb[CPU_TLB_SIZE];
+    uint32_t fault_err, fault_addr;
+    uint32_t timer_period;
+    uint64_t timer_deadline;
+    uint32_t irq_pending;
+    uint32_t vmx_ctl, vmx_exc, ept_pages, status_mask, status_shadow;
+    const uint32_t *ept;
+    const uint8_t *io_bitmap;
+    uint32_t intercept[CPU_NVEC / 32];
+    uint32_t *callouts; /* the callout set in force (not owned: see hypervisor/bt.c) */
+    uint32_t ncallouts, callout_cap;
+    cpu_exit exit;
+} cpu_context;
+
 cpu_t *cpu_new(uint32_t mem_bytes); /* rounded up to whole pages; NULL on failure */
 void cpu_free(cpu_t *c);
 void cpu_reset(cpu_t *c); /* registers, CRs, devices; memory and configuration stay */
+/* Save the processor's own state / make x the processor's state (with its
+ * TLB, minus write access to pages that became code meanwhile). */
+void cpu_context_save(const cpu_t *c, cpu_context *x);
+void cpu_context_load(cpu_t *c, const cpu_context *x);
 
 /* Run until an exit, at most max_steps instructions. */
 int cpu_run(cpu_t *c, uint64_t max_steps);

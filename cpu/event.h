@@ -89,6 +89,8 @@ enum cpu_event_kind {
     EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt */
     EV_HV_TRANSLATE,    /* a = 0 translated / 1 dropped / 2 retranslated, pc, x = virtual page,
                          * y = critical instructions | blocks << 16 */
+    EV_HV_PCPU,         /* a = physical CPU: the events that follow happen on it (machines
+                         * with several; each CPU has its own cycle counter) */
     EV_HV_LAST,
     /* 64-95: devices and memory, 96-127: sim (reserved) */
     EV_KIND_COUNT = 128

@@ -104,12 +104,31 @@ typedef struct hv_vm {
         uint32_t pc, faults;
     } adaptive[32]; /* kernel stores that fault on page tables (adaptive BT) */
     int nadaptive;
+    /* its callouts (cpu_callout_add): in the host CPU while it runs there */
+    uint32_t *callouts;
+    uint32_t ncallouts, callout_cap;
     /* scheduling */
     uint32_t weight;      /* proportional share: CPU time in proportion to this (default 1) */
     uint64_t cpu_cycles;  /* cycles this VM held the physical CPU */
     uint64_t pass;        /* weighted CPU time: the share scheduler runs the lowest */
     uint64_t slices;      /* times it got the CPU */
+    uint64_t last_cycle;  /* the cycle it left a physical CPU: it never runs earlier again */
+    int last_cpu;         /* the physical CPU it ran on last (-1: none yet) */
+    uint64_t migrations;  /* slices it ran on another CPU than the one before */
 } hv_vm;
+
+/* A physical CPU of the machine.  The one running now (hv.active) has its
+ * state in the host cpu_t; the others wait in ctx.  They take turns of
+ * `interleave` instructions at most, the one furthest behind in cycles
+ * first, so all of them move forward together (deterministically). */
+typedef struct hv_pcpu {
+    cpu_context ctx;      /* its registers, TLB, timer, cycle counter while it waits */
+    int vm;               /* the VM on it, or -1: idle */
+    uint64_t slice_start, slice_end;
+    uint64_t busy;        /* cycles it ran VMs */
+    uint64_t slices;      /* VM slices it ran */
+} hv_pcpu;
+#define HV_MAX_CPUS 8
 
 enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 
@@ -138,6 +157,13 @@ typedef struct hv {
     int sched;            /* hv_sched */
     uint64_t slice_start; /* host cycle when the current VM got the CPU */
     uint64_t slice_end;   /* host cycle at which the current VM's slice ends */
+    /* physical CPUs: current, slice_start and slice_end above are the active one's */
+    hv_pcpu pcpu[HV_MAX_CPUS];
+    int ncpus;            /* 1 unless hv_set_cpus */
+    int active;           /* the physical CPU whose state is in host */
+    int rr_last;          /* round robin: the VM picked last */
+    uint32_t interleave;  /* instructions a physical CPU runs before the others catch up */
+    int ran;              /* hv_run was called: the CPUs are fixed */
 } hv;
 
 /* A hypervisor on the physical machine `host` (whose policy decides what
@@ -146,6 +172,17 @@ typedef struct hv {
  * failure with a message in err. */
 hv *hv_new(cpu_t *host, char *err, size_t errlen);
 void hv_free(hv *h); /* the VMs too, not the host */
+
+/* Give the machine n physical CPUs (1..HV_MAX_CPUS), before it first
+ * runs.  0, or -1 with a message. */
+int hv_set_cpus(hv *h, int n, char *err, size_t errlen);
+/* The physical CPU vm is on, or -1.  hv_focus makes that CPU the active one
+ * (its state in the host cpu_t), so the VM's registers can be read there;
+ * the simulation does not change. */
+int hv_vm_cpu(const hv *h, const hv_vm *vm);
+void hv_focus(hv *h, int cpu);
+/* The cycle the machine has reached: the latest of its CPUs' clocks. */
+uint64_t hv_elapsed(const hv *h);
 
 /* Cost presets: "nehalem2009" (the default: a VM exit round trip of about
  * 2,000 cycles, Landau et al. 2011) and "adams2006" (first-generation VT-x:

@@ -67,6 +67,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
     vm->kernel_ring = kernel_ring;
     vm->weight = 1;
     vm->last_exit = -1;
+    vm->last_cpu = -1;
     vm->npages = npages;
     vm->mem_size = npages * CPU_PAGE;
     for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
@@ -106,6 +107,7 @@ void hv_vm_free(hv_vm *vm) {
     for (int i = 0; i < HV_SHADOW_CACHE; i++) free(vm->shadows[i].pts);
     free(vm->ept);
     free(vm->bt_va);
+    free(vm->callouts);
     free(vm->console);
     for (int i = 0; i < vm->nimages; i++) asm_image_free(&vm->images[i]);
     free(vm->images);
@@ -207,8 +209,10 @@ int hv_guest_copy(hv *h, hv_vm *vm, uint32_t va, void *buf, size_t n, int write)
 
 /* A VT-x guest on the CPU has its own control registers there: the CPU's
  * walk (through the EPT) is the guest's; otherwise walk its virtual ones. */
-static int on_cpu_vtx(const hv *h, const hv_vm *vm) {
-    return vm->technique == HV_VTX && h->current == vm->id && h->host->nonroot;
+static int on_cpu_vtx(hv *h, const hv_vm *vm) {
+    if (vm->technique != HV_VTX) return 0;
+    hv_focus(h, hv_vm_cpu(h, vm)); /* the CPU it is on holds its registers */
+    return h->current == vm->id && h->host->nonroot;
 }
 
 int hv_vm_read_virt(hv *h, hv_vm *vm, uint32_t va, void *dst, size_t n) {

@@ -40,11 +40,11 @@ static vm_box *check_vm(lua_State *L, int i) {
     return b;
 }
 
-/* vlab.hypervisor{memory=, policy=, name=, quantum=} */
+/* vlab.hypervisor{memory=, policy=, name=, quantum=, scheduler=, costs=, cpus=} */
 static int l_hypervisor(lua_State *L) {
     sim_session *s = sim_lua_session(L);
     const char *policy = s->opt.policy, *name = "host", *sched = "round-robin", *costs = "nehalem2009";
-    lua_Integer mem = 16 << 20, quantum = 100000;
+    lua_Integer mem = 16 << 20, quantum = 100000, cpus = 1;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_getfield(L, 1, "policy");
@@ -59,13 +59,17 @@ static int l_hypervisor(lua_State *L) {
         if (!lua_isnil(L, -1)) sched = luaL_checkstring(L, -1);
         lua_getfield(L, 1, "costs");
         if (!lua_isnil(L, -1)) costs = luaL_checkstring(L, -1);
-        lua_pop(L, 6);
+        lua_getfield(L, 1, "cpus");
+        if (!lua_isnil(L, -1)) cpus = luaL_checkinteger(L, -1);
+        lua_pop(L, 7);
     }
     if (strcmp(sched, "round-robin") && strcmp(sched, "share"))
         return luaL_error(L, "hypervisor: scheduler must be 'round-robin' or 'share', not '%s'", sched);
     if (mem < (1 << 17) || mem > 0x10000000)
         return luaL_error(L, "hypervisor: memory must be 128 KiB .. 256 MiB");
     if (quantum < 1000) return luaL_error(L, "hypervisor: quantum must be at least 1000 cycles");
+    if (cpus < 1 || cpus > HV_MAX_CPUS)
+        return luaL_error(L, "hypervisor: cpus must be 1 .. %d", HV_MAX_CPUS);
     char err[160];
     hv_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     memset(b, 0, sizeof *b);
@@ -78,6 +82,7 @@ static int l_hypervisor(lua_State *L) {
     b->h->sched = strcmp(sched, "share") == 0 ? HV_SCHED_SHARE : HV_SCHED_RR;
     if (hv_cost_preset(b->h, costs))
         return luaL_error(L, "hypervisor: costs must be 'nehalem2009' or 'adams2006', not '%s'", costs);
+    if (hv_set_cpus(b->h, (int)cpus, err, sizeof err)) return luaL_error(L, "hypervisor: %s", err);
     sim_register_hv(s, b->h, b->m);
     lua_newtable(L); /* the VMs, kept alive with the hypervisor */
     lua_setiuservalue(L, -2, 1);
@@ -294,6 +299,7 @@ static int vm_stats(lua_State *L) {
     set_int(L, "callouts", (lua_Integer)v->callouts);
     set_int(L, "hypercalls", (lua_Integer)v->hypercalls);
     set_int(L, "slices", (lua_Integer)vb->vm->slices);
+    set_int(L, "migrations", (lua_Integer)vb->vm->migrations);
     lua_newtable(L);
     for (int op = 0; op < OP_COUNT; op++)
         if (v->emulated_by_op[op]) set_int(L, cpu_isa[op].mnem, (lua_Integer)v->emulated_by_op[op]);
@@ -306,6 +312,16 @@ static void set_bool(lua_State *L, const char *k, int v) {
     lua_setfield(L, -2, k);
 }
 
+/* Is the VM on a physical CPU?  Then that CPU becomes the active one, so
+ * the host cpu_t holds the VM's registers (the simulation does not change). */
+static int on_cpu(vm_box *vb) {
+    hv *h = vb->owner->h;
+    int p = hv_vm_cpu(h, vb->vm);
+    if (p < 0) return 0;
+    hv_focus(h, p);
+    return 1;
+}
+
 /* vm:vmcs() -> the VT-x control fields, the guest-state area and the last
  * exit, as a table (nil for a VM that is not VT-x) */
 static int vm_vmcs(lua_State *L) {
@@ -315,7 +331,7 @@ static int vm_vmcs(lua_State *L) {
         luaL_pushfail(L);
         return 1;
     }
-    int running = vb->owner->h->current == vm->id && vb->owner->h->host->nonroot;
+    int running = on_cpu(vb) && vb->owner->h->host->nonroot;
     const cpu_t *c = vb->owner->h->host;
     uint32_t ctl = running ? c->vmx_ctl : vm->vmx_ctl;
     lua_createtable(L, 0, 6);
@@ -351,7 +367,10 @@ static int vm_index(lua_State *L) {
     const char *k = luaL_checkstring(L, 2);
     hv_vm *vm = vb->vm;
     const hv_vcpu *v = &vm->vcpu;
-    int running = vb->owner->h->current == vm->id;
+    /* registers: from the CPU it is on (made the active one), else its vCPU */
+    int reg = (k[0] == 'r' && k[1] >= '0' && k[1] <= '9') || !strcmp(k, "sp") || !strcmp(k, "pc") ||
+              !strcmp(k, "real_ring");
+    int running = reg && on_cpu(vb);
     const cpu_t *c = vb->owner->h->host;
     if (k[0] == 'r' && k[1] >= '0' && k[1] <= '9') {
         int r = atoi(k + 1);
@@ -371,6 +390,11 @@ static int vm_index(lua_State *L) {
     else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
     else if (strcmp(k, "technique") == 0) lua_pushstring(L, hv_technique_name(vm->technique));
     else if (strcmp(k, "weight") == 0) lua_pushinteger(L, vm->weight);
+    else if (strcmp(k, "cpu") == 0) { /* the physical CPU it is on, or nil */
+        int p = hv_vm_cpu(vb->owner->h, vm);
+        if (p < 0) lua_pushnil(L);
+        else lua_pushinteger(L, p);
+    }
     else if (strcmp(k, "paging") == 0) /* how its guest-physical memory is reached */
         lua_pushstring(L, vm->technique == HV_VTX && !vm->vtx_shadow ? "nested" : "shadow");
     else {
@@ -386,7 +410,7 @@ static int vm_newindex(lua_State *L) {
     vm_box *vb = check_vm(L, 1);
     const char *k = luaL_checkstring(L, 2);
     hv_vm *vm = vb->vm;
-    int running = vb->owner->h->current == vm->id;
+    int running = on_cpu(vb);
     cpu_t *c = vb->owner->h->host;
     vb->owner->m->host_dirty = 1;
     if (strcmp(k, "interrupts") == 0) {
@@ -418,7 +442,7 @@ static int vm_push(lua_State *L) {
     vm_box *vb = check_vm(L, 1);
     uint32_t v = (uint32_t)luaL_checkinteger(L, 2);
     hv *h = vb->owner->h;
-    if (h->current != vb->vm->id) return luaL_error(L, "push: the VM is not on the CPU");
+    if (!on_cpu(vb)) return luaL_error(L, "push: the VM is not on a CPU");
     cpu_t *c = h->host;
     uint32_t sp = c->r[CPU_REG_SP] - 4;
     if (hv_vm_write_virt(h, vb->vm, sp, &v, 4)) {
@@ -433,7 +457,7 @@ static int vm_push(lua_State *L) {
 static int vm_pop(lua_State *L) {
     vm_box *vb = check_vm(L, 1);
     hv *h = vb->owner->h;
-    if (h->current != vb->vm->id) return luaL_error(L, "pop: the VM is not on the CPU");
+    if (!on_cpu(vb)) return luaL_error(L, "pop: the VM is not on a CPU");
     cpu_t *c = h->host;
     uint32_t v;
     if (hv_vm_read_virt(h, vb->vm, c->r[CPU_REG_SP], &v, 4)) {
@@ -574,7 +598,7 @@ static int hv_run_l(lua_State *L) {
     lua_pushstring(L, rc == CPU_EXIT_BUDGET ? "steps" : rc == CPU_EXIT_HALT ? "halt" : cpu_exit_name(rc));
     lua_setfield(L, -2, "reason");
     set_int(L, "steps", (lua_Integer)c->steps);
-    set_int(L, "cycles", (lua_Integer)c->cycles);
+    set_int(L, "cycles", (lua_Integer)hv_elapsed(b->h));
     return 1;
 }
 
@@ -599,7 +623,8 @@ static int hv_index(lua_State *L) {
     hv_box *b = check_hv(L, 1);
     const char *k = luaL_checkstring(L, 2);
     const cpu_t *c = b->h->host;
-    if (strcmp(k, "cycles") == 0) lua_pushinteger(L, (lua_Integer)c->cycles);
+    if (strcmp(k, "cycles") == 0) lua_pushinteger(L, (lua_Integer)hv_elapsed(b->h));
+    else if (strcmp(k, "cpus") == 0) lua_pushinteger(L, b->h->ncpus);
     else if (strcmp(k, "steps") == 0) lua_pushinteger(L, (lua_Integer)c->steps);
     else if (strcmp(k, "policy") == 0) lua_pushstring(L, cpu_policy_describe(c));
     else {

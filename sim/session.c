@@ -276,6 +276,14 @@ void sim_unregister_hv(sim_session *s, struct hv *h) {
 }
 
 static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
+    if (h->ncpus > 1) {
+        uint64_t all = hv_elapsed(h);
+        for (int p = 0; p < h->ncpus; p++)
+            sb_printf(b, "  physical CPU %d: ran VMs %llu of %llu cycles (%.0f%%) in %llu slices\n", p,
+                      (unsigned long long)h->pcpu[p].busy, (unsigned long long)all,
+                      all ? 100.0 * (double)h->pcpu[p].busy / (double)all : 0.0,
+                      (unsigned long long)h->pcpu[p].slices);
+    }
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
@@ -284,6 +292,8 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   vm->kernel_ring, vm->weight,
                   vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
                   (unsigned long long)vm->slices);
+        if (h->ncpus > 1)
+            sb_printf(b, "    moved to another physical CPU %llu times\n", (unsigned long long)vm->migrations);
         const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;
         for (int k = 0; img && vm->done && k < s->nnative; k++)
             if (strcmp(s->native[k].image, img) == 0 && s->native[k].cycles && !s->native[k].ambiguous)
@@ -333,9 +343,14 @@ void sim_print_summary(sim_session *s) {
             snprintf(state, sizeof state, "halted by the hlt at 0x%08x", c->pc - 4);
         else
             snprintf(state, sizeof state, "stopped at 0x%08x", c->pc);
+        uint64_t cycles = c->cycles;
+        const hv *mh = NULL;
+        for (int hi = 0; hi < s->nhvs; hi++)
+            if (s->hvs[hi]->host == c) mh = s->hvs[hi];
+        if (mh && mh->ncpus > 1) cycles = hv_elapsed(mh); /* its CPUs' clocks differ: the latest */
         sb_printf(&b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s, ring %d\n", m->id,
                   m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
-                  (unsigned long long)c->cycles, state, c->cpl);
+                  (unsigned long long)cycles, state, c->cpl);
         const sim_counts *k = sim_summary_of(&s->summary, m->id);
         if (k) {
             int any = 0;

@@ -396,6 +396,168 @@ START_TEST(test_vm_too_big) {
 }
 END_TEST
 
+
+/* ---- several physical CPUs ---- */
+
+/* vlab-os under every technique, as many VMs as techniques, on `cpus`
+ * physical CPUs; returns the host (caller frees h and host). */
+static const int SMP_TECH[] = {HV_TRAP_EMULATE, HV_BT, HV_VTX, HV_VTX};
+#define SMP_NVM 4
+static hv *smp_run(int cpus, cpu_t **host_out, cpu_trace *trace) {
+    char err[160];
+    cpu_t *host = cpu_new(8 << 20);
+    cpu_policy_preset(host, "strict");
+    host->trace = trace;
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    h->quantum = 30000;
+    ck_assert_int_eq(hv_set_cpus(h, cpus, err, sizeof err), 0);
+    asm_image img = assemble("scenarios/guests/os.s");
+    for (int i = 0; i < SMP_NVM; i++) {
+        hv_vm *vm = hv_vm_new(h, "os", 256 << 10, SMP_TECH[i], 1, err, sizeof err);
+        ck_assert_msg(vm != NULL, "%s", err);
+        vm->vtx_shadow = i == 3; /* the last one: VT-x with shadow paging */
+        for (int k = 0; k < img.nchunks; k++)
+            ck_assert_int_eq(hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        vm->vcpu.pc = img.entry;
+    }
+    asm_image_free(&img);
+    ck_assert_int_eq(hv_run(h, 50000000), CPU_EXIT_HALT);
+    *host_out = host;
+    return h;
+}
+
+static int ends_well(const hv_vm *vm) {
+    static const char want[] = "os: shared counter = 60 (expected 60)\n";
+    size_t n = strlen(want);
+    return vm->done && vm->console_len >= n && memcmp(vm->console + vm->console_len - n, want, n) == 0;
+}
+
+START_TEST(test_smp_more_vms_than_cpus) {
+    cpu_t *h1c, *h2c;
+    hv *h1 = smp_run(1, &h1c, NULL), *h2 = smp_run(2, &h2c, NULL);
+    uint64_t busy = 0, vmcyc = 0, moved = 0;
+    for (int i = 0; i < SMP_NVM; i++) {
+        ck_assert_msg(ends_well(h1->vms[i]), "vm %d on one CPU: %.*s", i, (int)h1->vms[i]->console_len, h1->vms[i]->console);
+        ck_assert_msg(ends_well(h2->vms[i]), "vm %d on two CPUs: %.*s", i, (int)h2->vms[i]->console_len, h2->vms[i]->console);
+        vmcyc += h2->vms[i]->cpu_cycles;
+        moved += h2->vms[i]->migrations;
+        ck_assert_uint_eq(h1->vms[i]->migrations, 0);
+    }
+    for (int p = 0; p < 2; p++) {
+        ck_assert_uint_gt(h2->pcpu[p].slices, 10); /* both CPUs ran VMs */
+        busy += h2->pcpu[p].busy;
+    }
+    ck_assert_uint_eq(busy, vmcyc); /* every VM cycle was on one of the CPUs */
+    ck_assert_uint_gt(moved, 0);    /* one run queue: VMs change CPU */
+    /* the same work in about half the time */
+    double speedup = (double)hv_elapsed(h1) / (double)hv_elapsed(h2);
+    ck_assert_msg(speedup > 1.7 && speedup < 2.2, "speedup %.2f", speedup);
+    /* no CPU ran far ahead of the other */
+    uint64_t a = h2->pcpu[0].ctx.cycles, b = h2c->cycles;
+    if (h2->active == 0) a = h2->pcpu[1].ctx.cycles;
+    ck_assert_uint_lt(a > b ? a - b : b - a, 200000);
+    hv_free(h1);
+    cpu_free(h1c);
+    hv_free(h2);
+    cpu_free(h2c);
+}
+END_TEST
+
+static void collect(void *ud, const cpu_event *ev, size_t n) {
+    cpu_trace *all = ud;
+    for (size_t i = 0; i < n; i++) {
+        if (all->n == all->cap) {
+            all->cap = all->cap ? all->cap * 2 : 4096;
+            all->buf = realloc(all->buf, all->cap * sizeof *all->buf);
+            ck_assert_ptr_nonnull(all->buf);
+        }
+        all->buf[all->n++] = ev[i];
+    }
+}
+
+START_TEST(test_smp_deterministic_and_traced) {
+    cpu_trace t[2], got[2];
+    for (int r = 0; r < 2; r++) {
+        cpu_trace_init(&t[r], 4096);
+        memset(&got[r], 0, sizeof got[r]);
+        cpu_trace_add_sink(&t[r], collect, &got[r]);
+        cpu_t *host;
+        hv *h = smp_run(3, &host, &t[r]);
+        cpu_trace_flush(&t[r]);
+        hv_free(h);
+        cpu_free(host);
+    }
+    ck_assert_uint_eq(got[0].n, got[1].n); /* same run, same records */
+    ck_assert(memcmp(got[0].buf, got[1].buf, got[0].n * sizeof *got[0].buf) == 0);
+    int seen[3] = {0};
+    for (size_t i = 0; i < got[0].n; i++)
+        if (got[0].buf[i].kind == EV_HV_PCPU && got[0].buf[i].a < 3) seen[got[0].buf[i].a] = 1;
+    ck_assert(seen[0] && seen[1] && seen[2]); /* the trace says which CPU ran */
+    for (int r = 0; r < 2; r++) {
+        free(got[r].buf);
+        cpu_trace_free(&t[r]);
+    }
+}
+END_TEST
+
+/* A processor's context: running a program in pieces, with another
+ * processor's state swapped in and out between the pieces, gives the same
+ * machine as running it in one go (registers, cycles, TLB-dependent costs). */
+START_TEST(test_cpu_context_swap_is_invisible) {
+    asm_image img = assemble("scenarios/guests/os.s");
+    cpu_t *a = cpu_new(256 << 10), *b = cpu_new(256 << 10);
+    cpu_policy_preset(a, "strict");
+    cpu_policy_preset(b, "strict");
+    for (int k = 0; k < img.nchunks; k++) {
+        ck_assert_int_eq(cpu_phys_write(a, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        ck_assert_int_eq(cpu_phys_write(b, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+    }
+    a->pc = b->pc = img.entry;
+    asm_image_free(&img);
+    ck_assert_int_eq(cpu_run(a, 10000000), CPU_EXIT_HALT);
+    cpu_context mine, other;
+    cpu_context_save(b, &other);
+    other.pc = 0x1234; /* another processor: elsewhere, at another time */
+    other.cycles = 7;
+    memset(other.tlb, 0, sizeof other.tlb);
+    int rc;
+    while ((rc = cpu_run(b, 777)) == CPU_EXIT_BUDGET) {
+        cpu_context_save(b, &mine);
+        cpu_context_load(b, &other);
+        cpu_context_save(b, &other);
+        cpu_context_load(b, &mine);
+    }
+    ck_assert_int_eq(rc, CPU_EXIT_HALT);
+    ck_assert_uint_eq(a->cycles, b->cycles);
+    ck_assert_uint_eq(a->steps, b->steps);
+    ck_assert(memcmp(a->r, b->r, sizeof a->r) == 0);
+    size_t la, lb;
+    const char *ca = cpu_console(a, &la), *cb = cpu_console(b, &lb);
+    ck_assert_uint_eq(la, lb);
+    ck_assert(memcmp(ca, cb, la) == 0);
+    ck_assert(memcmp(a->mem, b->mem, a->mem_size) == 0);
+    cpu_free(a);
+    cpu_free(b);
+}
+END_TEST
+
+START_TEST(test_smp_cpus_bounds) {
+    char err[160];
+    cpu_t *host = cpu_new(1 << 20);
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_int_eq(hv_set_cpus(h, 0, err, sizeof err), -1);
+    ck_assert(strstr(err, "1 to 8 physical CPUs"));
+    ck_assert_int_eq(hv_set_cpus(h, HV_MAX_CPUS + 1, err, sizeof err), -1);
+    ck_assert_int_eq(hv_set_cpus(h, 2, err, sizeof err), 0);
+    ck_assert_int_eq(hv_run(h, 100), CPU_EXIT_HALT); /* no VM: nothing to run */
+    ck_assert_int_eq(hv_set_cpus(h, 3, err, sizeof err), -1);
+    ck_assert(strstr(err, "has run already"));
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 Suite *suite_hv(void) {
     Suite *s = suite_create("hv");
     TCase *t = tcase_create("trap-and-emulate");
@@ -418,6 +580,10 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_bt_self_modifying_code);
     tcase_add_test(t, test_pv_hypercalls);
     tcase_add_test(t, test_pv_mmu_update_validates);
+    tcase_add_test(t, test_smp_more_vms_than_cpus);
+    tcase_add_test(t, test_smp_deterministic_and_traced);
+    tcase_add_test(t, test_cpu_context_swap_is_invisible);
+    tcase_add_test(t, test_smp_cpus_bounds);
     suite_add_tcase(s, t);
     return s;
 }

@@ -1759,17 +1759,26 @@ typedef struct srow {
     vproc *vp;
     int nvp, vpcap;
     int any_as;       /* the page tables were switched: draw the process band */
+    int machine;      /* the machine whose CPU this is; its first CPU's row (row `machine`)
+                       * keeps the address spaces of all its CPUs (VMs move between them) */
+    int pcpu;         /* which of its physical CPUs (EV_HV_PCPU) */
     uint64_t pending; /* cycle of the last transition: where the next span starts */
     uint64_t last_cycle, last_step;
     uint64_t lo_cycle, hi_cycle; /* the window, in this CPU's cycles */
     int in_window;
 } srow;
 
+/* Rows: row k is CPU k / SCHED_MACHINES of machine k % SCHED_MACHINES (one
+ * row per machine when machines have one CPU each). */
+#define SCHED_MACHINES 64
+#define HV_CPUS_DRAWN 8 /* hypervisor/hv.h's HV_MAX_CPUS */
 typedef struct smodel {
     const viz_export_opts *o;
     srow *rows;
     int nrows;
     int cur;
+    uint8_t pcpu[SCHED_MACHINES];  /* per machine: the CPU its events happen on */
+    uint8_t multi[SCHED_MACHINES]; /* it has several (an EV_HV_PCPU was seen) */
     uint64_t total;
     char header[200];
 } smodel;
@@ -1779,7 +1788,8 @@ static srow *sm_row(smodel *m, int id) {
         srow *p = realloc(m->rows, (size_t)(id + 1) * sizeof *p);
         if (!p) abort();
         for (int i = m->nrows; i <= id; i++)
-            p[i] = (srow){.role = -1, .vm = -1, .pending = NOT_YET, .lo_cycle = NOT_YET};
+            p[i] = (srow){.role = -1, .vm = -1, .pending = NOT_YET, .lo_cycle = NOT_YET,
+                          .machine = i % SCHED_MACHINES, .pcpu = i / SCHED_MACHINES};
         m->rows = p;
         m->nrows = id + 1;
     }
@@ -1812,7 +1822,7 @@ static void sm_vm(srow *r, int vm, uint64_t cycle, uint64_t step) {
 }
 
 /* The number of address space ptbr of VM vm (1, 2, ... in order of first use). */
-static int sm_aspace(srow *r, int vm, uint32_t ptbr) {
+static int sm_aspace(srow *r, int vm, uint32_t ptbr) { /* r: the machine's first row */
     int n = 0;
     for (int i = 0; i < r->nas; i++)
         if (r->as[i].vm == vm) {
@@ -1839,11 +1849,11 @@ static int *sm_vm_proc(srow *r, int vm) {
     return &r->vp[r->nvp++].proc;
 }
 
-static void sm_proc_close(srow *r, uint64_t cycle, uint64_t step) {
+static void sm_proc_close(srow *r, srow *home, uint64_t cycle, uint64_t step) {
     if (!r->p_open) return;
     if (cycle > r->p_c0) {
         r->ps = grow(r->ps, &r->pscap, r->nps + 1, sizeof *r->ps);
-        r->ps[r->nps++] = (pspan){r->p_vm, r->p_proc, sm_aspace_ptbr(r, r->p_vm, r->p_proc),
+        r->ps[r->nps++] = (pspan){r->p_vm, r->p_proc, sm_aspace_ptbr(home, r->p_vm, r->p_proc),
                                   r->p_c0, cycle, r->p_s0, step};
     }
     r->p_open = 0;
@@ -1851,11 +1861,11 @@ static void sm_proc_close(srow *r, uint64_t cycle, uint64_t step) {
 
 /* The process band follows the VM on the CPU and its address space: a new
  * span when either changes.  Under a hypervisor, no VM: no guest process. */
-static void sm_proc_sync(srow *r, uint64_t cycle, uint64_t step) {
+static void sm_proc_sync(srow *r, srow *home, uint64_t cycle, uint64_t step) {
     int vm = r->hv ? r->vm : -1, want = !(r->hv && r->vm < 0);
-    int proc = want ? *sm_vm_proc(r, vm) : 0;
+    int proc = want ? *sm_vm_proc(home, vm) : 0;
     if (r->p_open == want && (!want || (r->p_vm == vm && r->p_proc == proc))) return;
-    sm_proc_close(r, cycle, step);
+    sm_proc_close(r, home, cycle, step);
     if (!want) return;
     r->p_open = 1;
     r->p_vm = vm;
@@ -1888,7 +1898,14 @@ static void sched_event(void *ud, const cpu_stamped *s) {
         return;
     }
     if (m->o->machine >= 0 && m->cur != m->o->machine) return;
-    srow *r = sm_row(m, m->cur);
+    int mi = m->cur & (SCHED_MACHINES - 1);
+    if (e->kind == EV_HV_PCPU) {
+        m->pcpu[mi] = e->a < HV_CPUS_DRAWN ? e->a : 0;
+        m->multi[mi] = 1;
+        return;
+    }
+    sm_row(m, mi);
+    srow *r = sm_row(m, mi + SCHED_MACHINES * m->pcpu[mi]), *home = &m->rows[mi];
     if (s->step >= m->o->from && s->step <= m->o->to) {
         if (r->lo_cycle == NOT_YET) r->lo_cycle = s->cycle;
         uint64_t end = s->cycle + (e->kind == EV_INSN ? e->b : 0);
@@ -1899,7 +1916,7 @@ static void sched_event(void *ud, const cpu_stamped *s) {
     char w[64];
     switch (e->kind) {
     case EV_INSN: {
-        sm_proc_sync(r, s->cycle, s->step);
+        sm_proc_sync(r, home, s->cycle, s->step);
         int role = sm_role_of_mode(r, e->mode);
         if (role != r->role) {
             uint64_t at = s->cycle;
@@ -1955,21 +1972,21 @@ static void sched_event(void *ud, const cpu_stamped *s) {
     }
     case EV_VMENTRY:
         sm_vm(r, (int)e->x, s->cycle, s->step);
-        sm_proc_sync(r, s->cycle, s->step);
+        sm_proc_sync(r, home, s->cycle, s->step);
         break;
     case EV_HV_VMRUN:
         sm_vm(r, e->a, s->cycle, s->step);
-        sm_proc_sync(r, s->cycle, s->step);
+        sm_proc_sync(r, home, s->cycle, s->step);
         break;
     case EV_HV_HALT:
         if (e->x) sm_vm(r, -1, s->cycle, s->step);
-        sm_proc_sync(r, s->cycle, s->step);
+        sm_proc_sync(r, home, s->cycle, s->step);
         break;
     case EV_ASPACE: { /* a process switch: the page tables of another address space */
         int vm = r->hv ? r->vm : -1;
-        *sm_vm_proc(r, vm) = sm_aspace(r, vm, e->x & PTE_FRAME);
-        r->any_as = 1;
-        sm_proc_sync(r, s->cycle, s->step);
+        *sm_vm_proc(home, vm) = sm_aspace(home, vm, e->x & PTE_FRAME);
+        home->any_as = 1;
+        sm_proc_sync(r, home, s->cycle, s->step);
         break;
     }
     default: break;
@@ -2096,7 +2113,9 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
     unsigned used = 0, used_marks = 0;
     int row = 0, any_vm = 0, any_proc = 0;
     char name[64], text[400];
-    for (int i = 0; i < m->nrows; i++) {
+    for (int oi = 0; oi < SCHED_MACHINES * HV_CPUS_DRAWN; oi++) { /* by machine, then by CPU */
+        int i = (oi % HV_CPUS_DRAWN) * SCHED_MACHINES + oi / HV_CPUS_DRAWN;
+        if (i >= m->nrows) continue;
         srow *r = &m->rows[i];
         if (!r->in_window) continue;
         double y = -row * SCHED_ROW;
@@ -2104,10 +2123,11 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
 
         /* the CPU on the left */
         text[0] = 0;
-        cat(text, sizeof text, "CPU %d", i);
-        if (i < o->nmachines && o->machine_names && o->machine_names[i]) {
+        int mi = r->machine;
+        cat(text, sizeof text, "CPU %d", m->multi[mi] ? r->pcpu : i);
+        if (mi < o->nmachines && o->machine_names && o->machine_names[mi]) {
             cat(text, sizeof text, "\\nmachine '");
-            cat_esc(text, sizeof text, o->machine_names[i]);
+            cat_esc(text, sizeof text, o->machine_names[mi]);
             cat(text, sizeof text, "'");
         }
         snprintf(name, sizeof name, "cpu%d", i);
@@ -2135,7 +2155,8 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
 
         /* the guest processes above it: whose page tables the CPU used */
         double top = y + SCHED_H / 2;
-        for (int k = 0; r->any_as && k < r->nps; k++) {
+        int any_as = m->rows[r->machine].any_as; /* its machine switched page tables */
+        for (int k = 0; any_as && k < r->nps; k++) {
             const pspan *sp = &r->ps[k];
             uint64_t c0 = sp->c0 < r->lo_cycle ? r->lo_cycle : sp->c0;
             uint64_t c1 = sp->c1 > r->hi_cycle ? r->hi_cycle : sp->c1;
@@ -2172,7 +2193,7 @@ static Agraph_t *sched_graph(smodel *m, viz_export_info *info, int max) {
                 (unsigned long long)c1, (unsigned long long)sp->s0, (unsigned long long)sp->s1);
             set(n, "tooltip", text);
         }
-        if (r->any_as) top += SCHED_PROC + 3;
+        if (any_as) top += SCHED_PROC + 3;
 
         /* the VM slices above them */
         if (r->vm >= 0) sm_vm(r, -1, r->last_cycle, r->last_step);
@@ -2395,7 +2416,7 @@ int viz_export(const cpu_event *ev, size_t n, const viz_export_opts *o, const ch
         for (int i = 0; i < m.nrows; i++) { /* close the spans still open */
             srow *r = &m.rows[i];
             sm_close(r, r->last_cycle, r->last_step);
-            sm_proc_close(r, r->last_cycle, r->last_step);
+            sm_proc_close(r, &m.rows[r->machine], r->last_cycle, r->last_step);
         }
         info.total = m.total;
         g = sched_graph(&m, &info, o->max_items > 0 ? o->max_items : 300);

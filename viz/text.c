@@ -18,6 +18,7 @@ void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
     t->out = out;
     t->show = show;
     t->quiet = quiet;
+    memset(t->shown, -1, sizeof t->shown);
     cpu_reader_init(&t->rd);
     /* blocks are expanded into instructions only when they are printed */
     t->rd.blocks = quiet ? READ_SKIP : (show & VIZ_SHOW_INSN) ? READ_INSNS : READ_CLOCK;
@@ -298,6 +299,7 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, e->x ? "   hv: vm %d is finished" : "   hv: vm %d idles until its next tick",
                  e->a);
         break;
+    case EV_HV_PCPU: snprintf(buf, len, "   hv: physical CPU %d takes its turn", e->a); break;
     default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
     }
 }
@@ -312,6 +314,7 @@ unsigned viz_event_class(const cpu_event *e) {
     case EV_CONTEXT:
     case EV_ASPACE:
     case EV_HV_VMRUN:
+    case EV_HV_PCPU:
     case EV_HV_HALT: return VIZ_SHOW_SCHED;
     case EV_INTERCEPT:
     case EV_EMULATE:
@@ -359,6 +362,13 @@ static const char *color_of(const cpu_event *e) {
 static void line(viz_text *t, const cpu_stamped *s, const char *text) {
     const cpu_event *e = &s->ev;
     columns(t);
+    int m = t->machine & 63;
+    if (t->multi[m] && t->pcpu[m] != t->shown[m]) {
+        /* a machine with several physical CPUs: say which one the next lines are on */
+        fprintf(t->out, t->color ? "\033[2m-- on physical CPU %d" C_RESET "\n" : "-- on physical CPU %d\n",
+                t->pcpu[m]);
+        t->shown[m] = t->pcpu[m];
+    }
     if (viz_event_by_hv(e)) { /* the hypervisor acted */
         const char *col = t->color ? "\033[1;36m" : "";
         fprintf(t->out, "%7llu %9llu %4s %08x  %s%s%s\n", (unsigned long long)s->step,
@@ -448,6 +458,11 @@ static void print_one(void *ud, const cpu_stamped *s) {
     }
     if (e->kind == EV_TEXT && e->a == TEXT_HEADER) {
         fprintf(t->out, "# %.*s\n", (int)s->text_len, s->text);
+        return;
+    }
+    if (e->kind == EV_HV_PCPU) { /* not a line: lines after it say "-- on physical CPU n" */
+        t->multi[t->machine & 63] = 1;
+        t->pcpu[t->machine & 63] = (int8_t)e->a;
         return;
     }
     unsigned cls = viz_event_class(e);

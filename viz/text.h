@@ -48,6 +48,9 @@ typedef struct viz_text {
     int questions;    /* asked so far */
     int columns_done; /* the column header has been printed */
     int machine;      /* current EV_CONTEXT */
+    int8_t pcpu[64];  /* per machine: the physical CPU of its events (EV_HV_PCPU) */
+    int8_t shown[64]; /* ... and of the last line printed (-1: none) */
+    uint8_t multi[64]; /* ... it has several (an EV_HV_PCPU was seen) */
     cpu_stamped last_insn; /* quiz: the instruction a question is about */
     int have_last;
 } viz_text;

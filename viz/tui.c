@@ -84,8 +84,18 @@ typedef struct as_ref {
     uint8_t machine, vm; /* vm: NO_VM on a machine of its own */
 } as_ref;
 
+/* A machine with several physical CPUs switched to CPU pcpu (EV_HV_PCPU)
+ * at position pos: the instructions from there on are that CPU's. */
+typedef struct cpu_ref {
+    uint64_t pos;
+    uint8_t machine, pcpu;
+} cpu_ref;
+#define TUI_CPUS 8 /* hypervisor/hv.h's HV_MAX_CPUS */
+
 typedef struct tui_index {
     const sim_history *h;
+    cpu_ref *cpus; /* the CPU switches, in order */
+    size_t ncpus, capcpus;
     run_ent *run;
     size_t nrun, caprun;
     ev_ref *ev;
@@ -177,6 +187,7 @@ static void ix_free(tui_index *ix) {
     free(ix->xlate);
     free(ix->as);
     free(ix->as_first);
+    free(ix->cpus);
     memset(ix, 0, sizeof *ix);
 }
 
@@ -191,7 +202,7 @@ static int ix_build(tui_index *ix, const sim_history *h) {
     ix->first_page = calloc((size_t)ix->nm, sizeof *ix->first_page);
     ix->npages = calloc((size_t)ix->nm, sizeof *ix->npages);
     uint32_t **cur_page = calloc((size_t)ix->nm, sizeof *cur_page);
-    uint8_t *vm_of = NULL;
+    uint8_t *vm_of = NULL, *vm_on = NULL, *cpu_of = NULL;
     if (!ix->first_page || !ix->npages || !cur_page) goto oom;
     for (int m = 0; m < h->nm; m++) {
         uint32_t np = h->m[m].mem_size / CPU_PAGE;
@@ -206,8 +217,11 @@ static int ix_build(tui_index *ix, const sim_history *h) {
     int cur = 0;
     uint32_t last_block = NO_REC, last_page = NO_REC;
     vm_of = malloc((size_t)ix->nm); /* per machine: the VM on its CPU */
-    if (!vm_of) goto oom;
+    vm_on = malloc((size_t)ix->nm * TUI_CPUS); /* ... on each of its CPUs */
+    cpu_of = calloc((size_t)ix->nm, 1);        /* ... and which CPU runs now */
+    if (!vm_of || !vm_on || !cpu_of) goto oom;
     memset(vm_of, NO_VM, (size_t)ix->nm);
+    memset(vm_on, NO_VM, (size_t)ix->nm * TUI_CPUS);
     for (size_t i = 0; i < h->n; i += 1 + cpu_event_payload_records(&h->ev[i])) {
         const cpu_event *e = &h->ev[i];
         switch (e->kind) {
@@ -276,8 +290,21 @@ static int ix_build(tui_index *ix, const sim_history *h) {
         default: {
             if (e->kind == EV_CONTEXT) cur = e->a < ix->nm ? e->a : 0;
             int vm = e->kind == EV_HV_VMRUN ? e->a : e->kind == EV_VMENTRY ? (int)e->x : -1;
+            if (e->kind == EV_HV_PCPU && e->a < TUI_CPUS) { /* another CPU's instructions follow */
+                cpu_of[cur] = e->a;
+                vm_of[cur] = vm_on[cur * TUI_CPUS + e->a];
+                if (ix->ncpus == ix->capcpus) {
+                    size_t cap = ix->capcpus ? ix->capcpus * 2 : 64;
+                    cpu_ref *p = realloc(ix->cpus, cap * sizeof *p);
+                    if (!p) goto oom;
+                    ix->cpus = p;
+                    ix->capcpus = cap;
+                }
+                ix->cpus[ix->ncpus++] = (cpu_ref){pos, (uint8_t)cur, e->a};
+            }
             if (vm >= 0 && vm < NO_VM) { /* a world switch: this VM has the CPU now */
                 vm_of[cur] = (uint8_t)vm;
+                vm_on[cur * TUI_CPUS + cpu_of[cur]] = (uint8_t)vm;
                 if (vm + 1 > ix->nvm) ix->nvm = vm + 1;
             }
             if (e->kind == EV_ASPACE && ix_add_aspace(ix, pos, cur, vm_of[cur], e->x & PTE_FRAME))
@@ -307,9 +334,13 @@ static int ix_build(tui_index *ix, const sim_history *h) {
         free(cur_page[m]);
     free(cur_page);
     free(vm_of);
+    free(vm_on);
+    free(cpu_of);
     return 0;
 oom:
     free(vm_of);
+    free(vm_on);
+    free(cpu_of);
     if (cur_page)
         for (int m = 0; m < h->nm; m++)
             free(cur_page[m]);
@@ -361,6 +392,22 @@ static const as_ref *ix_process_at(const tui_index *ix, uint64_t p, int m, int v
     for (size_t i = lo; i-- > 0;)
         if (ix->as[i].machine == m && ix->as[i].vm == vm) return &ix->as[i];
     return NULL;
+}
+
+/* The physical CPU machine m runs on at position p, or -1 for a machine
+ * with one (no EV_HV_PCPU). */
+static int ix_cpu_at(const tui_index *ix, uint64_t p, int m) {
+    size_t lo = 0, hi = ix->ncpus; /* the first switch after p */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->cpus[mid].pos <= p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i-- > 0;)
+        if (ix->cpus[i].machine == m) return ix->cpus[i].pcpu;
+    return -1;
 }
 
 /* The character of a process in the strip: 0-9, a-z, + beyond; - none yet.
@@ -1133,7 +1180,11 @@ static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m, int mode,
     x++;
     /* The VM on the CPU: the hypervisor's world switches (EV_HV_VMRUN), on
      * one machine of the scenario */
-    if (vm != NO_VM)
+    uint64_t at = t->cur < t->ix.ninsn ? t->cur : t->ix.ninsn ? t->ix.ninsn - 1 : 0;
+    int pcpu = ix_cpu_at(&t->ix, at, m);
+    if (vm != NO_VM && pcpu >= 0)
+        snprintf(buf, sizeof buf, " VM %d on '%s' CPU %d ", vm, t->h->m[m].name, pcpu);
+    else if (vm != NO_VM)
         snprintf(buf, sizeof buf, " VM %d on '%s' ", vm, t->h->m[m].name);
     else
         snprintf(buf, sizeof buf, " machine %d '%s' ", m, t->h->m[m].name);
