@@ -86,7 +86,7 @@ static int dot_accepts(const char *file, char *msg, size_t msglen) {
 
 static const struct golden_case {
     const char *scenario, *variant, *view;
-    const char *args[4];
+    const char *args[8];
     const char *folder; /* NULL: slides-examples */
 } goldens[] = {
     {"01-syscall-user-kernel", NULL, "traps", {NULL}, NULL},
@@ -96,6 +96,9 @@ static const struct golden_case {
     {"02-sensitive-instructions", "policy-x86", "schedule", {"--policy", "x86", NULL}, NULL},
     /* vlab-os: the guest-process band (its first switches) */
     {"guest-os-native", "to-6000", "schedule", {"--to", "6000", NULL}, "scenarios"},
+    /* two physical CPUs: a row each, VMs moving between them */
+    {"09-vms-on-two-cpus", "machine1-window", "schedule",
+     {"--machine", "1", "--from", "100000", "--to", "101500", NULL}, NULL},
 };
 
 START_TEST(test_golden_dot) {
