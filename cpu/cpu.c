@@ -162,6 +162,7 @@ void cpu_context_save(const cpu_t *c, cpu_context *x) {
     x->halted = c->halted;
     x->dead = c->dead;
     x->mid_block = c->mid_block;
+    x->world = c->world;
     x->cycles = c->cycles;
     x->tsc_offset = c->tsc_offset;
     memcpy(x->tlb, c->tlb, sizeof x->tlb);
@@ -198,6 +199,7 @@ void cpu_context_load(cpu_t *c, const cpu_context *x) {
     c->halted = x->halted;
     c->dead = x->dead;
     c->mid_block = x->mid_block;
+    c->world = x->world;
     c->cycles = x->cycles;
     c->tsc_offset = x->tsc_offset;
     /* A page another processor started executing from meanwhile lost write

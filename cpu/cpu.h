@@ -152,6 +152,8 @@ struct cpu {
     uint8_t halted;    /* waiting in hlt */
     uint8_t dead;      /* shut down by a triple fault */
     uint8_t mid_block; /* the last run stopped inside a block: no interrupt check on resume */
+    uint8_t world;     /* a mark the host sets, recorded in every event's mode byte
+                        * (EV_MODE_HOSTWORLD): 1 while a hosted VMM's host world runs */
     uint64_t cycles;
     uint64_t steps;     /* instructions attempted (retired or faulted) */
     int64_t tsc_offset; /* rdtsc returns cycles + tsc_offset */
@@ -215,7 +217,7 @@ struct cpu {
  * the instructions of all of them. */
 typedef struct cpu_context {
     uint32_t r[16], pc, flags, lf_a, lf_b, cr[CPU_NCR];
-    uint8_t lf_op, cpl, vmx_on, nonroot, halted, dead, mid_block;
+    uint8_t lf_op, cpl, vmx_on, nonroot, halted, dead, mid_block, world;
     uint64_t cycles;
     int64_t tsc_offset;
     cpu_tlb_entry tlb[CPU_TLB_SIZE];
@@ -307,7 +309,8 @@ const char *cpu_console(const cpu_t *c, size_t *len);
 /* Record an event of any layer through the machine's trace (if any). */
 void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);
 static inline uint8_t cpu_mode_byte(const cpu_t *c) {
-    return (uint8_t)(c->cpl | (c->vmx_on ? EV_MODE_VMX : 0) | (c->nonroot ? EV_MODE_NONROOT : 0));
+    return (uint8_t)(c->cpl | (c->vmx_on ? EV_MODE_VMX : 0) | (c->nonroot ? EV_MODE_NONROOT : 0) |
+                     (c->world ? EV_MODE_HOSTWORLD : 0));
 }
 
 #endif

@@ -250,7 +250,7 @@ void cpu_reader_feed(cpu_trace_reader *r, const cpu_event *ev, size_t n, cpu_rea
 
 static const char *const hv_names[EV_HV_LAST - EV_HV_EMULATE] = {
     "hv-emulate", "hv-reflect", "hv-inject", "hv-shadow", "hv-ptwrite", "hv-vmrun", "hv-io", "hv-halt",
-    "hv-translate", "hv-pcpu"};
+    "hv-translate", "hv-pcpu", "hv-to-host", "hv-to-vmm"};
 
 const char *cpu_event_kind_name(int kind) {
     if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) return hv_names[kind - EV_HV_EMULATE];

@@ -91,6 +91,10 @@ enum cpu_event_kind {
                          * y = critical instructions | blocks << 16 */
     EV_HV_PCPU,         /* a = physical CPU: the events that follow happen on it (machines
                          * with several; each CPU has its own cycle counter) */
+    EV_HV_TO_HOST,      /* a = request (1 console byte, 2 another device), pc, x = VM id, y = port: a hosted VMM's
+                         * world switch into the host world, for VMApp to do the I/O */
+    EV_HV_TO_VMM,       /* pc = where the host world stopped, x = VM id (~0: VMApp powering on),
+                         * a = 1 the host world failed: the world switch back */
     EV_HV_LAST,
     /* 64-95: devices and memory, 96-127: sim (reserved) */
     EV_KIND_COUNT = 128
@@ -125,6 +129,7 @@ enum {
 #define EV_MODE_CPL 0x3
 #define EV_MODE_VMX 0x4     /* in VMX operation */
 #define EV_MODE_NONROOT 0x8 /* VMX non-root (guest) */
+#define EV_MODE_HOSTWORLD 0x10 /* the host world of a hosted VMM (its host OS, VMApp) */
 
 typedef struct cpu_event {
     uint8_t kind;

@@ -87,6 +87,7 @@ int cpu_snapshot_restore(cpu_t *c, const cpu_snapshot *s) {
     c->halted = r->halted;
     c->dead = r->dead;
     c->mid_block = r->mid_block;
+    c->world = r->world;
     c->cycles = r->cycles;
     c->steps = r->steps;
     c->tsc_offset = r->tsc_offset;

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HV_FIRST_FRAME 16 /* host pages below this are the hypervisor's own */
 
 void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y) {
     cpu_emit(h->host, kind, a, b, pc, x, y);
@@ -59,6 +58,7 @@ int hv_cost_preset(hv *h, const char *name) {
     /* a VM exit and the entry back: Pentium 4 VT-x (pgfault 11,242, ptemod
      * 12,733 cycles) against Nehalem with KVM (about 2,000, SplitX) */
     h->cost_vmexit = adams ? 11000 : 2000;
+    h->cost_world = 5000; /* hosted.c: a world switch, either way */
     return 0;
 }
 
@@ -67,6 +67,7 @@ static void take_callouts(cpu_t *c, hv_vm *vm);
 void hv_free(hv *h) {
     if (!h) return;
     if (h->current >= 0) take_callouts(h->host, h->vms[h->current]); /* the VM frees them */
+    free(h->host_world.callouts); /* hosted: VMDriver's switch into the VMM */
     for (int i = 0; i < h->nvms; i++) hv_vm_free(h->vms[i]);
     free(h->vms);
     free(h);
@@ -309,6 +310,7 @@ int hv_run(hv *h, uint64_t max_steps) {
     cpu_t *c = h->host;
     uint64_t end = c->steps + max_steps;
     h->ran = 1;
+    hv_hosted_boot(h); /* hosted: the host OS boots and VMApp powers the VMs on */
     for (;;) {
         if (h->ncpus > 1) hv_focus(h, behind(h));
         hv_vm *vm = h->current >= 0 ? h->vms[h->current] : NULL;

@@ -52,6 +52,7 @@ typedef struct hv_vcpu {
     uint64_t exits, emulations, reflections, injections, shadow_fills, pt_writes;
     uint64_t translations, translated_blocks, retranslations, callouts; /* binary translation */
     uint64_t hypercalls; /* paravirtualization */
+    uint64_t world_switches; /* hosted: world switches its I/O caused */
     uint64_t emulated_by_op[OP_COUNT];
 } hv_vcpu;
 
@@ -132,6 +133,9 @@ typedef struct hv_pcpu {
 
 enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 
+/* Hosted VMM: what the VMM asks VMApp to do (VMDriver's request block). */
+enum { HV_REQ_NONE = 0, HV_REQ_CONSOLE = 1, HV_REQ_DEVICE = 2 };
+
 struct hv;
 typedef struct hv {
     cpu_t *host;          /* the physical machine (not owned) */
@@ -164,6 +168,14 @@ typedef struct hv {
     int rr_last;          /* round robin: the VM picked last */
     uint32_t interleave;  /* instructions a physical CPU runs before the others catch up */
     int ran;              /* hv_run was called: the CPUs are fixed */
+    /* hosted (type 2, VMware Workstation: hypervisor/hosted.c) */
+    int hosted;           /* a host OS owns the machine; device I/O goes through VMApp */
+    int cheap_in_vmm;     /* cheap device registers (the timer) are handled in the VMM */
+    int host_booted, host_broken;
+    cpu_context host_world; /* the host world's CPU state while the VMM world runs */
+    uint32_t world_switch_pc; /* VMDriver's switch into the VMM */
+    uint32_t cost_world;  /* one world switch, either way */
+    uint64_t world_switches;
 } hv;
 
 /* A hypervisor on the physical machine `host` (whose policy decides what
@@ -172,6 +184,11 @@ typedef struct hv {
  * failure with a message in err. */
 hv *hv_new(cpu_t *host, char *err, size_t errlen);
 void hv_free(hv *h); /* the VMs too, not the host */
+
+/* Make the hypervisor a hosted one (VMware Workstation): img is the host
+ * world (a host OS and VMApp, scenarios/guests/hosted/host.s), loaded into
+ * host memory 0x10000-0x2ffff.  Before any VM.  0, or -1 with a message. */
+int hv_hosted_setup(hv *h, const asm_image *img, char *err, size_t errlen);
 
 /* Give the machine n physical CPUs (1..HV_MAX_CPUS), before it first
  * runs.  0, or -1 with a message. */

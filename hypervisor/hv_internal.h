@@ -7,6 +7,14 @@
 #include "cpu/event.h"
 #include "hypervisor/hv.h"
 
+#define HV_FIRST_FRAME 16 /* host pages below this are the hypervisor's own */
+
+/* hosted.c */
+int hv_hosted_boot(hv *h);                        /* the host world starts VMApp, which starts the VMs */
+int hv_hosted_cheap(const hv *h, uint32_t port);  /* handled in the VMM without a world switch */
+/* the round trip for the guest instruction at pc */
+int hv_hosted_io(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t value, uint32_t pc);
+
 /* vm.c */
 uint32_t hv_alloc_frame(hv *h); /* a zeroed host page number, 0 when none is left */
 void hv_vm_free(hv_vm *vm);

@@ -22,6 +22,9 @@ static void console_put(hv_vm *vm, char ch) {
 uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint32_t pc) {
     hv_vcpu *v = &vm->vcpu;
     cpu_t *c = h->host;
+    /* hosted: VMApp does the I/O in the host world (hosted.c), except the
+     * cheap registers the VMM handles itself */
+    if (h->hosted && !hv_hosted_cheap(h, port)) hv_hosted_io(h, vm, is_out, port, val, pc);
     if (!is_out) val = 0xffffffffu; /* nothing there: an open bus */
     if (port == PORT_CONSOLE) {
         if (is_out)

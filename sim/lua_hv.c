@@ -40,11 +40,16 @@ static vm_box *check_vm(lua_State *L, int i) {
     return b;
 }
 
-/* vlab.hypervisor{memory=, policy=, name=, quantum=, scheduler=, costs=, cpus=} */
+static void setup_hosted(lua_State *L, hv *h, const char *path);
+
+/* vlab.hypervisor{memory=, policy=, name=, quantum=, scheduler=, costs=, cpus=, hosted=,
+ * cheap_in_vmm=} */
 static int l_hypervisor(lua_State *L) {
     sim_session *s = sim_lua_session(L);
     const char *policy = s->opt.policy, *name = "host", *sched = "round-robin", *costs = "nehalem2009";
     lua_Integer mem = 16 << 20, quantum = 100000, cpus = 1;
+    const char *hosted = NULL;
+    int cheap = 1;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_getfield(L, 1, "policy");
@@ -61,7 +66,14 @@ static int l_hypervisor(lua_State *L) {
         if (!lua_isnil(L, -1)) costs = luaL_checkstring(L, -1);
         lua_getfield(L, 1, "cpus");
         if (!lua_isnil(L, -1)) cpus = luaL_checkinteger(L, -1);
-        lua_pop(L, 7);
+        lua_getfield(L, 1, "hosted"); /* true: the guest library's host world; or a file */
+        if (lua_isstring(L, -1)) hosted = lua_tostring(L, -1);
+        else if (lua_toboolean(L, -1)) hosted = "hosted/host.s";
+        else if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            return luaL_error(L, "hypervisor: hosted must be true, false or a host image file");
+        lua_getfield(L, 1, "cheap_in_vmm");
+        if (!lua_isnil(L, -1)) cheap = lua_toboolean(L, -1);
+        lua_pop(L, 9);
     }
     if (strcmp(sched, "round-robin") && strcmp(sched, "share"))
         return luaL_error(L, "hypervisor: scheduler must be 'round-robin' or 'share', not '%s'", sched);
@@ -83,6 +95,10 @@ static int l_hypervisor(lua_State *L) {
     if (hv_cost_preset(b->h, costs))
         return luaL_error(L, "hypervisor: costs must be 'nehalem2009' or 'adams2006', not '%s'", costs);
     if (hv_set_cpus(b->h, (int)cpus, err, sizeof err)) return luaL_error(L, "hypervisor: %s", err);
+    if (hosted) {
+        setup_hosted(L, b->h, hosted);
+        b->h->cheap_in_vmm = cheap;
+    }
     sim_register_hv(s, b->h, b->m);
     lua_newtable(L); /* the VMs, kept alive with the hypervisor */
     lua_setiuservalue(L, -2, 1);
@@ -167,6 +183,29 @@ static char *inc_read(void *ud, const char *from, const char *path, size_t *len,
     if (!buf && strcmp(rel, path) != 0) buf = sim_lua_read_file(L, path, len, NULL, 0, msg, sizeof msg);
     if (!buf) *err = msg;
     return buf;
+}
+
+/* Assemble the host world (a host OS and VMApp) and make h hosted. */
+static void setup_hosted(lua_State *L, hv *h, const char *path) {
+    size_t len;
+    char err[PATH_MAX + 128];
+    char *src = sim_lua_read_file(L, path, &len, NULL, 0, err, sizeof err);
+    if (!src) luaL_error(L, "hypervisor: hosted: %s", err);
+    asm_options ao = {.read = inc_read, .read_ud = L};
+    asm_image img;
+    char *errors = NULL;
+    int bad = asm_assemble(src, len, path, &ao, &img, &errors);
+    free(src);
+    if (bad) {
+        size_t n = errors ? strlen(errors) : 0;
+        while (n && errors[n - 1] == '\n') n--;
+        lua_pushlstring(L, errors ? errors : "assembly failed", errors ? n : 15);
+        free(errors);
+        lua_error(L);
+    }
+    int rc = hv_hosted_setup(h, &img, err, sizeof err);
+    asm_image_free(&img);
+    if (rc) luaL_error(L, "hypervisor: hosted: %s", err);
 }
 
 static int vm_load_text(lua_State *L, vm_box *vb, const char *src, size_t len, const char *name, int opts) {
@@ -300,6 +339,7 @@ static int vm_stats(lua_State *L) {
     set_int(L, "hypercalls", (lua_Integer)v->hypercalls);
     set_int(L, "slices", (lua_Integer)vb->vm->slices);
     set_int(L, "migrations", (lua_Integer)vb->vm->migrations);
+    set_int(L, "world_switches", (lua_Integer)vb->vm->vcpu.world_switches);
     lua_newtable(L);
     for (int op = 0; op < OP_COUNT; op++)
         if (v->emulated_by_op[op]) set_int(L, cpu_isa[op].mnem, (lua_Integer)v->emulated_by_op[op]);
@@ -605,9 +645,11 @@ static int hv_run_l(lua_State *L) {
 /* hv:cost(name [, cycles]): "exit", "emulate", "reflect", "vmexit" */
 static int hv_cost(lua_State *L) {
     hv_box *b = check_hv(L, 1);
-    static const char *const names[] = {"exit", "emulate", "reflect", "vmexit", "translate", "callout", NULL};
-    uint32_t *slots[] = {&b->h->cost_exit,    &b->h->cost_emulate,   &b->h->cost_reflect,
-                         &b->h->cost_vmexit,  &b->h->cost_translate, &b->h->cost_callout};
+    static const char *const names[] = {"exit",      "emulate", "reflect", "vmexit",
+                                        "translate", "callout", "world",   NULL};
+    uint32_t *slots[] = {&b->h->cost_exit,      &b->h->cost_emulate, &b->h->cost_reflect,
+                         &b->h->cost_vmexit,    &b->h->cost_translate, &b->h->cost_callout,
+                         &b->h->cost_world};
     int i = luaL_checkoption(L, 2, NULL, names);
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);
@@ -625,6 +667,8 @@ static int hv_index(lua_State *L) {
     const cpu_t *c = b->h->host;
     if (strcmp(k, "cycles") == 0) lua_pushinteger(L, (lua_Integer)hv_elapsed(b->h));
     else if (strcmp(k, "cpus") == 0) lua_pushinteger(L, b->h->ncpus);
+    else if (strcmp(k, "hosted") == 0) lua_pushboolean(L, b->h->hosted);
+    else if (strcmp(k, "world_switches") == 0) lua_pushinteger(L, (lua_Integer)b->h->world_switches);
     else if (strcmp(k, "steps") == 0) lua_pushinteger(L, (lua_Integer)c->steps);
     else if (strcmp(k, "policy") == 0) lua_pushstring(L, cpu_policy_describe(c));
     else {

@@ -276,6 +276,11 @@ void sim_unregister_hv(sim_session *s, struct hv *h) {
 }
 
 static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
+    if (h->hosted)
+        sb_printf(b, "  hosted VMM (host OS, VMApp, VMDriver): %llu world switches, cheap device registers "
+                     "handled %s%s\n",
+                  (unsigned long long)h->world_switches, h->cheap_in_vmm ? "in the VMM" : "by VMApp",
+                  h->host_broken ? "; the host world STOPPED (VMDriver never switched back)" : "");
     if (h->ncpus > 1) {
         uint64_t all = hv_elapsed(h);
         for (int p = 0; p < h->ncpus; p++)
@@ -294,6 +299,8 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   (unsigned long long)vm->slices);
         if (h->ncpus > 1)
             sb_printf(b, "    moved to another physical CPU %llu times\n", (unsigned long long)vm->migrations);
+        if (h->hosted)
+            sb_printf(b, "    world switches for its I/O: %llu\n", (unsigned long long)v->world_switches);
         const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;
         for (int k = 0; img && vm->done && k < s->nnative; k++)
             if (strcmp(s->native[k].image, img) == 0 && s->native[k].cycles && !s->native[k].ambiguous)

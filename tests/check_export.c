@@ -99,6 +99,8 @@ static const struct golden_case {
     /* two physical CPUs: a row each, VMs moving between them */
     {"09-vms-on-two-cpus", "machine1-window", "schedule",
      {"--machine", "1", "--from", "100000", "--to", "101500", NULL}, NULL},
+    /* hosted: VMApp and the host OS do the guest's console write ("VMware I/O") */
+    {"10-hosted-vm", "machine1-window", "traps", {"--machine", "1", "--from", "380", "--to", "460", NULL}, NULL},
 };
 
 START_TEST(test_golden_dot) {

@@ -558,6 +558,123 @@ START_TEST(test_smp_cpus_bounds) {
 }
 END_TEST
 
+/* ---- hosted (VMware Workstation) ---- */
+
+static hv *hosted_new(cpu_t **host_out, const char *host_src) {
+    char err[160];
+    cpu_t *host = cpu_new(4 << 20);
+    cpu_policy_preset(host, "strict");
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    asm_image img;
+    if (host_src) {
+        char *e = NULL;
+        ck_assert_msg(asm_assemble(host_src, strlen(host_src), "host", NULL, &img, &e) == 0, "%s", e ? e : "");
+    } else {
+        img = assemble("scenarios/guests/hosted/host.s");
+    }
+    int rc = hv_hosted_setup(h, &img, err, sizeof err);
+    asm_image_free(&img);
+    ck_assert_msg(rc == 0, "%s", err);
+    *host_out = host;
+    return h;
+}
+
+static hv_vm *load_vm(hv *h, const char *path, int tech, int shadow) {
+    char err[160];
+    hv_vm *vm = hv_vm_new(h, "guest", 256 << 10, tech, 1, err, sizeof err);
+    ck_assert_msg(vm != NULL, "%s", err);
+    vm->vtx_shadow = shadow;
+    asm_image img = assemble(path);
+    for (int k = 0; k < img.nchunks; k++)
+        ck_assert_int_eq(hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+    vm->vcpu.pc = img.entry;
+    asm_image_free(&img);
+    return vm;
+}
+
+/* vlab-os in a hosted VM, under every technique: it finishes as it would
+ * under a native hypervisor; every byte it wrote went through VMApp's
+ * write() to the host's console; two world switches per byte. */
+START_TEST(test_hosted_console_goes_through_vmapp) {
+    static const int tech[] = {HV_TRAP_EMULATE, HV_BT, HV_VTX, HV_VTX};
+    for (int i = 0; i < 4; i++) {
+        cpu_t *host;
+        hv *h = hosted_new(&host, NULL);
+        hv_vm *vm = load_vm(h, "scenarios/guests/os.s", tech[i], i == 3);
+        ck_assert_int_eq(hv_run(h, 50000000), CPU_EXIT_HALT);
+        ck_assert_msg(ends_well(vm), "technique %d: %.*s", i, (int)vm->console_len, vm->console);
+        ck_assert(!h->host_broken);
+        static const char boot[] = "host OS up\nVMApp: power on\n";
+        size_t len, nb = strlen(boot);
+        const char *con = cpu_console(host, &len);
+        ck_assert_uint_eq(len, nb + vm->console_len);
+        ck_assert(memcmp(con, boot, nb) == 0);
+        ck_assert(memcmp(con + nb, vm->console, vm->console_len) == 0);
+        ck_assert_uint_eq(vm->vcpu.world_switches, 2 * vm->console_len); /* the timer stays in the VMM */
+        ck_assert_uint_eq(h->world_switches, 1 + 2 * vm->console_len);    /* and VMApp's power-on */
+        hv_free(h);
+        cpu_free(host);
+    }
+}
+END_TEST
+
+/* The paper's optimisation: cheap registers (the timer) handled in the VMM.
+ * Without it, every timer access makes the round trip through the host. */
+START_TEST(test_hosted_cheap_registers_in_the_vmm) {
+    uint64_t sw[2], cyc[2];
+    for (int cheap = 0; cheap < 2; cheap++) {
+        cpu_t *host;
+        hv *h = hosted_new(&host, NULL);
+        h->cheap_in_vmm = cheap;
+        hv_vm *vm = load_vm(h, "scenarios/guests/os.s", HV_TRAP_EMULATE, 0);
+        ck_assert_int_eq(hv_run(h, 50000000), CPU_EXIT_HALT);
+        ck_assert(ends_well(vm));
+        uint64_t timer = vm->vcpu.emulated_by_op[OP_OUT] + vm->vcpu.emulated_by_op[OP_IN] - vm->console_len;
+        ck_assert_uint_gt(timer, 0); /* vlab-os programs its timer */
+        ck_assert_uint_eq(vm->vcpu.world_switches, 2 * (vm->console_len + (cheap ? 0 : timer)));
+        sw[cheap] = vm->vcpu.world_switches;
+        cyc[cheap] = vm->cpu_cycles;
+        hv_free(h);
+        cpu_free(host);
+    }
+    ck_assert_uint_gt(sw[0], sw[1]);
+    ck_assert_uint_gt(cyc[0], cyc[1]);
+}
+END_TEST
+
+/* A host world that never switches back, or a host image that does not
+ * fit: a clear error or a stopped host world, never a host crash. */
+START_TEST(test_hosted_bad_host_world) {
+    cpu_t *host;
+    hv *h = hosted_new(&host, "        .org 0x11000\nstart: cli\n        hlt\nworld_switch: nop\n");
+    hv_vm *vm = load_vm(h, "scenarios/guests/tiny/kernel.s", HV_TRAP_EMULATE, 0);
+    (void)vm;
+    hv_run(h, 1000000);
+    ck_assert(h->host_broken);
+    hv_free(h);
+    cpu_free(host);
+
+    char err[160];
+    host = cpu_new(4 << 20);
+    h = hv_new(host, err, sizeof err);
+    asm_image img;
+    char *e = NULL;
+    const char *outside = "        .org 0x40000\nstart: nop\nworld_switch: nop\n";
+    ck_assert_int_eq(asm_assemble(outside, strlen(outside), "host", NULL, &img, &e), 0);
+    ck_assert_int_eq(hv_hosted_setup(h, &img, err, sizeof err), -1);
+    ck_assert(strstr(err, "must lie in 0x10000-0x2ffff"));
+    asm_image_free(&img);
+    const char *noswitch = "        .org 0x11000\nstart: nop\n";
+    ck_assert_int_eq(asm_assemble(noswitch, strlen(noswitch), "host", NULL, &img, &e), 0);
+    ck_assert_int_eq(hv_hosted_setup(h, &img, err, sizeof err), -1);
+    ck_assert(strstr(err, "world_switch"));
+    asm_image_free(&img);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 Suite *suite_hv(void) {
     Suite *s = suite_create("hv");
     TCase *t = tcase_create("trap-and-emulate");
@@ -584,6 +701,9 @@ Suite *suite_hv(void) {
     tcase_add_test(t, test_smp_deterministic_and_traced);
     tcase_add_test(t, test_cpu_context_swap_is_invisible);
     tcase_add_test(t, test_smp_cpus_bounds);
+    tcase_add_test(t, test_hosted_console_goes_through_vmapp);
+    tcase_add_test(t, test_hosted_cheap_registers_in_the_vmm);
+    tcase_add_test(t, test_hosted_bad_host_world);
     suite_add_tcase(s, t);
     return s;
 }

@@ -243,6 +243,7 @@ enum lane_role {
     LANE_KERNEL,     /* rings 0-2 on bare metal */
     LANE_MONITOR,    /* the scenario's Lua trap handlers: trap-and-emulate done on the host */
     LANE_HYPERVISOR, /* hypervisor/: the VMM on the real machine */
+    LANE_HOST_APP,   /* VMApp: the hosted VMM's user process on the host OS */
     LANE_HOST_OS,    /* the host OS of a hosted VMM (world switches) */
     LANE_HW,         /* devices, the timer, interrupts */
     LANE_ROLES
@@ -261,13 +262,14 @@ static const struct lane_role_info {
     [LANE_MONITOR] = {"monitor", "host monitor (Lua)", "the scenario's trap handlers", "#efe4f7",
                       "#a98cc4"},
     [LANE_HYPERVISOR] = {"hypervisor", "hypervisor", "the VMM", "#efe4f7", "#a98cc4"},
-    [LANE_HOST_OS] = {"host_os", "host OS", "hosted VMM", "#e4f3e4", "#8cc48c"},
+    [LANE_HOST_APP] = {"host_app", "VMApp", NULL, "#e3f5f0", "#7fbfae"},
+    [LANE_HOST_OS] = {"host_os", "host OS", NULL, "#e4f3e4", "#8cc48c"},
     [LANE_HW] = {"hw", "hardware", "devices, timer", "#ececec", "#a0a0a0"},
 };
 
-static int is_host_role(int role) {
-    return role == LANE_MONITOR || role == LANE_HYPERVISOR || role == LANE_HOST_OS;
-}
+/* Lanes without rings that hand control back to the guest (the host OS of
+ * a hosted VMM is a CPU lane with rings, like a kernel). */
+static int is_host_role(int role) { return role == LANE_MONITOR || role == LANE_HYPERVISOR; }
 
 /* How arrows look, by what they mean. */
 enum arrow_style { AR_ENTER, AR_IRQ, AR_RETURN, AR_HOST, AR_IO, AR_STYLES };
@@ -297,7 +299,8 @@ enum lane_sel {
     SEL_HOST,     /* the host lane: the hypervisor, or the Lua monitor */
     SEL_GUEST_OS, /* the guest OS of the VM on the CPU */
     SEL_RESUME,   /* wherever the guest runs next: drawn at its next event */
-    SEL_HW        /* the machine's hardware */
+    SEL_HW,       /* the machine's hardware */
+    SEL_HOST_WORLD /* a hosted VMM's host OS */
 };
 
 /* What the event draws. */
@@ -335,9 +338,11 @@ static const struct trans_rule {
     {EV_HV_SHADOW, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},      /* shadow page table */
     {EV_HV_PTWRITE, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},     /* guest page-table write */
     {EV_HV_TRANSLATE, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},   /* binary translation */
-    {EV_HV_VMRUN, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},       /* world switch */
+    {EV_HV_VMRUN, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},       /* VM switch */
     {EV_HV_IO, SEL_HOST, SEL_HW, ACT_TOUCH, AR_IO},             /* virtual device */
     {EV_HV_HALT, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST},        /* a VM idles or ends */
+    {EV_HV_TO_HOST, SEL_HOST, SEL_HOST_WORLD, ACT_MOVE, AR_HOST}, /* world switch (hosted) */
+    {EV_HV_TO_VMM, SEL_MODE, SEL_HOST, ACT_MOVE, AR_HOST},        /* and back */
 };
 
 /* ==== the trap diagram: model =========================================================== */
@@ -391,6 +396,7 @@ typedef struct tmach {
     int resume_arrow, resume_tip_set;
     char resume_words[80], resume_key[64], resume_tip[320];
     int inject; /* and that return delivers an interrupt */
+    int hosted; /* a hosted VMM: VMApp does the device I/O in the host world */
     uint64_t steps;
 } tmach;
 
@@ -452,7 +458,9 @@ static int tm_lane(tmodel *t, int role, int vm) {
 /* The lane of the code running in a mode (the EV_* mode byte). */
 static int lane_of_mode(tmodel *t, tmach *ms, int mode) {
     int cpl = mode & EV_MODE_CPL, role;
-    if (mode & EV_MODE_NONROOT) /* VT-x: the guest keeps its rings */
+    if (mode & EV_MODE_HOSTWORLD) /* a hosted VMM's host world: VMApp on the host OS */
+        role = cpl == 3 ? LANE_HOST_APP : LANE_HOST_OS;
+    else if (mode & EV_MODE_NONROOT) /* VT-x: the guest keeps its rings */
         role = cpl == 3 ? LANE_GUEST_USER : LANE_GUEST_OS;
     else if (ms->hv) /* trap-and-emulate: the guest kernel is deprivileged to ring 1 */
         role = cpl == 3 ? LANE_GUEST_USER : cpl == 0 ? LANE_HYPERVISOR : LANE_GUEST_OS;
@@ -822,6 +830,11 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
             snprintf(d->hw, sizeof d->hw, "%s\\nport 0x%x", dev, e->x);
         else
             snprintf(d->hw, sizeof d->hw, "port 0x%x", e->x);
+        if (e->kind == EV_HV_IO && ms->hosted && e->x != PORT_TIMER) {
+            /* the host OS touched the device for VMApp: the VMM only completes the access */
+            d->act = ACT_NOTE;
+            cat(d->words, sizeof d->words, " (done by VMApp)");
+        }
         break;
     }
     case EV_HALT:
@@ -912,7 +925,16 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
         snprintf(d->key, sizeof d->key, "binary translation");
         break;
     case EV_HV_VMRUN:
-        snprintf(d->words, sizeof d->words, "world switch: vm %d on the CPU", e->a);
+        snprintf(d->words, sizeof d->words, "VM switch: vm %d on the CPU", e->a);
+        copy(d->key, sizeof d->key, d->words);
+        break;
+    case EV_HV_TO_HOST:
+        snprintf(d->words, sizeof d->words, "world switch to the host\n(VMApp: %s)",
+                 e->a == 1 ? "console write" : "device");
+        copy(d->key, sizeof d->key, "world switch to the host");
+        break;
+    case EV_HV_TO_VMM:
+        copy(d->words, sizeof d->words, "world switch to the VMM");
         copy(d->key, sizeof d->key, d->words);
         break;
     case EV_HV_HALT:
@@ -930,6 +952,7 @@ static void trap_rule(tmodel *t, tmach *ms, const struct trans_rule *r, const cp
     if (e->kind >= EV_VMEXIT && e->kind != EV_ASPACE) ms->hv = 1; /* VM exits, entries, EV_HV_* */
     if (e->kind == EV_VMENTRY) ms->vm = (int)e->x;
     if (e->kind == EV_HV_VMRUN) ms->vm = e->a;
+    if (e->kind == EV_HV_TO_HOST) ms->hosted = 1;
     tdesc d;
     describe(t, ms, s, r, &d);
     int mode_lane = lane_of_mode(t, ms, e->mode);
@@ -962,6 +985,7 @@ static void trap_rule(tmodel *t, tmach *ms, const struct trans_rule *r, const cp
     case SEL_RING_A: to = lane_of_mode(t, ms, (e->mode & ~EV_MODE_CPL) | (e->a & 3)); break;
     case SEL_HOST: to = host; break;
     case SEL_GUEST_OS: to = tm_lane(t, LANE_GUEST_OS, ms->vm); break;
+    case SEL_HOST_WORLD: to = tm_lane(t, LANE_HOST_OS, -1); break;
     default: break;
     }
 

@@ -6,6 +6,8 @@
  */
 #include "viz/text.h"
 
+#include "hypervisor/hv.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -300,6 +302,19 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
                  e->a);
         break;
     case EV_HV_PCPU: snprintf(buf, len, "   hv: physical CPU %d takes its turn", e->a); break;
+    case EV_HV_TO_HOST:
+        snprintf(buf, len, "   hv: world switch to the host: VMApp does vm %d's %s (port 0x%x)", (int)e->x,
+                 e->a == 1 ? "console write" : "device access", e->y);
+        break;
+    case EV_HV_TO_VMM:
+        if (e->x == 0xffffffffu)
+            snprintf(buf, len, e->a ? "   hv: the host world stopped (VMDriver never switched)"
+                                    : "   hv: VMApp powers the VMs on: world switch to the VMM");
+        else
+            snprintf(buf, len, e->a ? "   hv: the host world stopped (VMDriver never switched)"
+                                    : "   hv: VMDriver switches back: world switch to the VMM, vm %d goes on",
+                     (int)e->x);
+        break;
     default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
     }
 }
@@ -316,6 +331,8 @@ unsigned viz_event_class(const cpu_event *e) {
     case EV_HV_VMRUN:
     case EV_HV_PCPU:
     case EV_HV_HALT: return VIZ_SHOW_SCHED;
+    case EV_HV_TO_HOST:
+    case EV_HV_TO_VMM: return VIZ_SHOW_EXITS | VIZ_SHOW_IO | VIZ_SHOW_SCHED; /* a world switch */
     case EV_INTERCEPT:
     case EV_EMULATE:
     case EV_VMEXIT:
@@ -376,7 +393,8 @@ static void line(viz_text *t, const cpu_stamped *s, const char *text) {
         return;
     }
     int cpl = e->mode & EV_MODE_CPL;
-    const char *g = (e->mode & EV_MODE_NONROOT) ? "g" : "";
+    /* g: a VT-x guest (non-root); h: the host world of a hosted VMM */
+    const char *g = (e->mode & EV_MODE_NONROOT) ? "g" : (e->mode & EV_MODE_HOSTWORLD) ? "h" : "";
     const char *col = t->color ? color_of(e) : NULL;
     if (t->color)
         fprintf(t->out, "%7llu %9llu %3s%s%d" C_RESET " %08x  %s%s%s\n", (unsigned long long)s->step,
