@@ -693,45 +693,87 @@ END_TEST
 
 /* ---- crash safety ------------------------------------------------------- */
 
-/* The scripted sequence: allocating partial writes, writes across clusters,
- * whole clusters, in-place rewrites, the short last cluster. */
+/* The scripted sequence, for a disk of 50 sectors (scaled for larger ones):
+ * allocating partial writes, writes across clusters, whole clusters,
+ * in-place rewrites, the short last cluster. */
 static const struct {
     uint32_t lba, count;
 } SCRIPT[] = {{3, 2}, {3, 9}, {16, 8}, {20, 6}, {47, 3}, {0, 50}, {30, 1}, {12, 20}, {49, 1}};
 #define NSCRIPT (sizeof SCRIPT / sizeof SCRIPT[0])
-#define CRASH_SECTORS 50u
-#define CRASH_CS 4u
 
-/* models[k] = the disk after the first k writes of the script */
-static uint8_t **script_models(const uint8_t *base) {
-    uint8_t **m = calloc(NSCRIPT + 1, sizeof *m);
+/* two geometries: 4-sector clusters (13 clusters, the last one short, one
+ * map sector) and 1-sector clusters on 100 sectors (two map sectors) */
+static const struct {
+    uint32_t sectors, cs;
+} GEO[] = {{50, 4}, {100, 1}};
+#define NGEO ((int)(sizeof GEO / sizeof GEO[0]))
+
+static struct {
+    uint32_t sectors, cs, scale;
+    uint8_t *base;       /* the base's contents */
+    uint8_t *empty;      /* an empty overlay's file */
+    size_t empty_len;
+    uint8_t *m[NSCRIPT + 1]; /* m[k]: the disk after the first k writes */
+} cr;
+
+static uint32_t script_lba(size_t k) { return SCRIPT[k].lba * cr.scale; }
+static uint32_t script_count(size_t k) { return SCRIPT[k].count * cr.scale; }
+
+static void crash_setup(int geo) {
+    cr.sectors = GEO[geo].sectors;
+    cr.cs = GEO[geo].cs;
+    cr.scale = cr.sectors / 50;
+    make_base(path("base0"), cr.sectors, 0, &cr.base);
+    blockdev *b = open_raw(path("base0"), 0);
+    ck_assert_int_eq(cowdisk_create(path("empty"), b, cr.cs, err, sizeof err), 0);
+    blockdev_close(b);
+    cr.empty = slurp(path("empty"), &cr.empty_len);
     for (size_t k = 0; k <= NSCRIPT; k++) {
-        m[k] = malloc(CRASH_SECTORS * S);
-        memcpy(m[k], k ? m[k - 1] : base, CRASH_SECTORS * S);
+        cr.m[k] = malloc((size_t)cr.sectors * S);
+        memcpy(cr.m[k], k ? cr.m[k - 1] : cr.base, (size_t)cr.sectors * S);
         if (k)
-            for (uint32_t i = 0; i < SCRIPT[k - 1].count; i++)
-                pattern(m[k] + (size_t)(SCRIPT[k - 1].lba + i) * S, SCRIPT[k - 1].lba + i,
+            for (uint32_t i = 0; i < script_count(k - 1); i++)
+                pattern(cr.m[k] + (size_t)(script_lba(k - 1) + i) * S, script_lba(k - 1) + i,
                         (uint32_t)k);
     }
-    return m;
+}
+
+static void crash_teardown(void) {
+    free(cr.base);
+    free(cr.empty);
+    for (size_t k = 0; k <= NSCRIPT; k++) free(cr.m[k]);
+}
+
+/* write script step k (0-based) */
+static int script_step(blockdev *d, size_t k) {
+    return put(d, NULL, script_lba(k), script_count(k), (uint32_t)k + 1);
+}
+
+/* a fresh base and an empty overlay, by copying bytes (no fsyncs) */
+static void fresh_files(void) {
+    unlink(path("base"));
+    unlink(path("ov"));
+    spit(path("base"), cr.base, (size_t)cr.sectors * S);
+    spit(path("ov"), cr.empty, cr.empty_len);
+}
+
+/* the size of an emptied overlay: header and map, up to a whole cluster */
+static off_t emptied_size(void) {
+    uint32_t clusters = (cr.sectors + cr.cs - 1) / cr.cs, map = (clusters + 63) / 64;
+    uint32_t first = (1 + map + cr.cs - 1) / cr.cs;
+    return (off_t)first * cr.cs * S;
 }
 
 /* Run the script on a fresh overlay, crashing at host write n (0: never).
  * Returns the number of writes that completed; *host_writes the total. */
-static size_t run_script(uint64_t n, const uint8_t *base, uint64_t *host_writes) {
-    unlink(path("base"));
-    unlink(path("ov"));
-    uint8_t *bb;
-    make_base(path("base"), CRASH_SECTORS, 0, &bb);
-    ck_assert(memcmp(bb, base, CRASH_SECTORS * S) == 0);
-    free(bb);
+static size_t run_script(uint64_t n, uint64_t *host_writes) {
+    fresh_files();
     blockdev *b = open_raw(path("base"), 0);
-    blockdev *d = new_cow(path("ov"), b, CRASH_CS);
+    blockdev *d = open_cow(path("ov"), b, 1);
     cowdisk_set_barriers(d, 0); /* a process crash: the page cache survives */
     cowdisk_test_crash_after(d, n);
     size_t done = 0;
-    while (done < NSCRIPT && put(d, NULL, SCRIPT[done].lba, SCRIPT[done].count, (uint32_t)done + 1) == 0)
-        done++;
+    while (done < NSCRIPT && script_step(d, done) == 0) done++;
     if (done < NSCRIPT) ck_assert_msg(strstr(d->error, "simulated crash") != NULL, "%s", d->error);
     *host_writes = stats(d).host_writes;
     blockdev_close(d);
@@ -740,78 +782,67 @@ static size_t run_script(uint64_t n, const uint8_t *base, uint64_t *host_writes)
 }
 
 START_TEST(test_crash_during_writes) {
-    uint8_t *base = malloc(CRASH_SECTORS * S);
-    for (uint32_t i = 0; i < CRASH_SECTORS; i++) pattern(base + (size_t)i * S, i, 0);
-    uint8_t **m = script_models(base);
+    crash_setup(_i);
+    size_t bytes = (size_t)cr.sectors * S;
     uint64_t total;
-    ck_assert_uint_eq(run_script(0, base, &total), NSCRIPT);
+    ck_assert_uint_eq(run_script(0, &total), NSCRIPT);
     ck_assert_uint_ge(total, 20); /* data clusters, map sectors, in-place writes */
-    uint8_t *got = malloc(CRASH_SECTORS * S);
+    uint8_t *got = malloc(bytes);
     int torn = 0; /* crash points where the write in flight was partly visible */
     for (uint64_t n = 1; n <= total; n++) {
         uint64_t hw;
-        size_t done = run_script(n, base, &hw);
+        size_t done = run_script(n, &hw);
         ck_assert_msg(done < NSCRIPT, "crash point %llu: no crash", (unsigned long long)n);
         ck_assert_uint_eq(hw, n);
         /* reopen: every sector is as after `done` writes or after done+1 */
         blockdev *b = open_raw(path("base"), 0);
         blockdev *d = cowdisk_open(path("ov"), b, 1, err, sizeof err);
         ck_assert_msg(d != NULL, "crash point %llu: %s", (unsigned long long)n, err);
-        ck_assert_int_eq(blockdev_read(d, 0, CRASH_SECTORS, got), 0);
+        ck_assert_int_eq(blockdev_read(d, 0, cr.sectors, got), 0);
         int old = 0, new = 0;
-        for (uint32_t i = 0; i < CRASH_SECTORS; i++) {
+        for (uint32_t i = 0; i < cr.sectors; i++) {
             const uint8_t *g = got + (size_t)i * S;
-            int is_old = memcmp(g, m[done] + (size_t)i * S, S) == 0;
-            int is_new = memcmp(g, m[done + 1] + (size_t)i * S, S) == 0;
+            const uint8_t *was = cr.m[done] + (size_t)i * S, *will = cr.m[done + 1] + (size_t)i * S;
+            int is_old = memcmp(g, was, S) == 0, is_new = memcmp(g, will, S) == 0;
             ck_assert_msg(is_old || is_new, "crash point %llu: sector %u is neither old nor new",
                           (unsigned long long)n, i);
-            if (memcmp(m[done] + (size_t)i * S, m[done + 1] + (size_t)i * S, S) != 0) {
+            if (memcmp(was, will, S) != 0) {
                 old += is_old;
                 new += is_new;
             }
         }
         torn += old && new;
         /* the base is untouched */
-        file_is(path("base"), base, CRASH_SECTORS * S);
+        file_is(path("base"), cr.base, bytes);
         /* the reopened overlay goes on: the rest of the script lands */
-        for (size_t k = done; k < NSCRIPT; k++)
-            ck_assert_int_eq(put(d, NULL, SCRIPT[k].lba, SCRIPT[k].count, (uint32_t)k + 1), 0);
-        reads_as(d, m[NSCRIPT]);
+        for (size_t k = done; k < NSCRIPT; k++) ck_assert_int_eq(script_step(d, k), 0);
+        reads_as(d, cr.m[NSCRIPT]);
         blockdev_close(d);
         blockdev_close(b);
     }
     ck_assert_int_gt(torn, 0);
-    for (size_t k = 0; k <= NSCRIPT; k++) free(m[k]);
-    free(m);
-    free(base);
     free(got);
+    crash_teardown();
 }
 END_TEST
 
-/* an overlay holding the whole script, over a writable base; the models */
-static void committed_setup(uint8_t **base, uint8_t ***m) {
-    unlink(path("base"));
-    unlink(path("ov"));
-    make_base(path("base"), CRASH_SECTORS, 0, base);
-    *m = script_models(*base);
+/* an overlay holding the whole script over a fresh base; its host writes */
+static void scripted_files(void) {
+    fresh_files();
     blockdev *b = open_raw(path("base"), 0);
-    blockdev *d = new_cow(path("ov"), b, CRASH_CS);
-    for (size_t k = 0; k < NSCRIPT; k++)
-        ck_assert_int_eq(put(d, NULL, SCRIPT[k].lba, SCRIPT[k].count, (uint32_t)k + 1), 0);
+    blockdev *d = open_cow(path("ov"), b, 1);
+    cowdisk_set_barriers(d, 0);
+    for (size_t k = 0; k < NSCRIPT; k++) ck_assert_int_eq(script_step(d, k), 0);
     blockdev_close(d);
     blockdev_close(b);
 }
 
-static void free_models(uint8_t **m) {
-    for (size_t k = 0; k <= NSCRIPT; k++) free(m[k]);
-    free(m);
-}
-
 START_TEST(test_crash_during_commit) {
-    uint8_t *base, **m;
-    committed_setup(&base, &m);
-    const uint8_t *view = m[NSCRIPT];
+    crash_setup(_i);
+    size_t bytes = (size_t)cr.sectors * S;
+    const uint8_t *view = cr.m[NSCRIPT];
     /* count the commit's host writes */
+    scripted_files();
     blockdev *b = open_raw(path("base"), 1);
     blockdev *d = open_cow(path("ov"), b, 1);
     uint64_t before = stats(d).host_writes;
@@ -819,15 +850,12 @@ START_TEST(test_crash_during_commit) {
     uint64_t total = stats(d).host_writes - before;
     blockdev_close(d);
     blockdev_close(b);
-    file_is(path("base"), view, CRASH_SECTORS * S);
+    file_is(path("base"), view, bytes);
     ck_assert_uint_ge(total, 10);
-    uint8_t *bf = malloc(CRASH_SECTORS * S);
+    uint8_t *bf = malloc(bytes);
     int mixed = 0; /* crash points where the base was part old, part new */
     for (uint64_t n = 1; n <= total; n++) {
-        free(base);
-        free_models(m);
-        committed_setup(&base, &m);
-        view = m[NSCRIPT];
+        scripted_files();
         b = open_raw(path("base"), 1);
         d = open_cow(path("ov"), b, 1);
         cowdisk_set_barriers(d, 0);
@@ -838,18 +866,26 @@ START_TEST(test_crash_during_commit) {
         blockdev_close(b);
         /* the base: each sector old or committed */
         int fd = open(path("base"), O_RDONLY);
-        ck_assert_int_eq(pread(fd, bf, CRASH_SECTORS * S, 0), CRASH_SECTORS * S);
+        ck_assert_int_eq(pread(fd, bf, bytes, 0), (ssize_t)bytes);
         close(fd);
         int old = 0, new = 0;
-        for (uint32_t i = 0; i < CRASH_SECTORS; i++) {
-            int is_old = memcmp(bf + i * S, base + i * S, S) == 0;
-            int is_new = memcmp(bf + i * S, view + i * S, S) == 0;
-            ck_assert_msg(is_old || is_new, "crash point %llu: base sector %u", (unsigned long long)n, i);
-            if (memcmp(base + i * S, view + i * S, S) != 0) old += is_old, new += is_new;
+        for (uint32_t i = 0; i < cr.sectors; i++) {
+            size_t at = (size_t)i * S;
+            int is_old = memcmp(bf + at, cr.base + at, S) == 0;
+            int is_new = memcmp(bf + at, view + at, S) == 0;
+            ck_assert_msg(is_old || is_new, "crash point %llu: base sector %u",
+                          (unsigned long long)n, i);
+            if (memcmp(cr.base + at, view + at, S) != 0) {
+                old += is_old;
+                new += is_new;
+            }
         }
         mixed += old && new;
         /* the overlay reads as before the commit, read-only or writable */
         b = open_raw(path("base"), 1);
+        d = open_cow(path("ov"), b, 0);
+        reads_as(d, view);
+        blockdev_close(d);
         d = open_cow(path("ov"), b, 1);
         reads_as(d, view);
         ck_assert_int_eq(stats(d).commit_pending, n > 1); /* the first write sets the flag */
@@ -864,19 +900,20 @@ START_TEST(test_crash_during_commit) {
         reads_as(d, view);
         blockdev_close(d);
         blockdev_close(b);
-        file_is(path("base"), view, CRASH_SECTORS * S);
-        ck_assert_int_eq(file_size(path("ov")), 2048); /* header + map, one 4-sector cluster */
+        file_is(path("base"), view, bytes);
+        ck_assert_int_eq(file_size(path("ov")), emptied_size());
     }
     ck_assert_int_gt(mixed, 0);
     free(bf);
-    free(base);
-    free_models(m);
+    crash_teardown();
 }
 END_TEST
 
 START_TEST(test_crash_during_discard) {
-    uint8_t *base, **m;
-    committed_setup(&base, &m);
+    crash_setup(_i);
+    size_t bytes = (size_t)cr.sectors * S;
+    uint32_t clusters = (cr.sectors + cr.cs - 1) / cr.cs; /* the script writes them all */
+    scripted_files();
     blockdev *b = open_raw(path("base"), 0);
     blockdev *d = open_cow(path("ov"), b, 1);
     uint64_t before = stats(d).host_writes;
@@ -884,11 +921,10 @@ START_TEST(test_crash_during_discard) {
     uint64_t total = stats(d).host_writes - before;
     blockdev_close(d);
     blockdev_close(b);
-    ck_assert_uint_ge(total, 4);
+    /* flag, each map sector, truncate, clear */
+    ck_assert_uint_eq(total, 3 + (clusters + 63) / 64);
     for (uint64_t n = 1; n <= total; n++) {
-        free(base);
-        free_models(m);
-        committed_setup(&base, &m);
+        scripted_files();
         b = open_raw(path("base"), 0);
         d = open_cow(path("ov"), b, 1);
         cowdisk_set_barriers(d, 0);
@@ -896,20 +932,19 @@ START_TEST(test_crash_during_discard) {
         ck_assert_int_eq(cowdisk_discard(d), -1);
         blockdev_close(d);
         /* all or nothing: the header write decides */
-        const uint8_t *want = n == 1 ? m[NSCRIPT] : base;
+        const uint8_t *want = n == 1 ? cr.m[NSCRIPT] : cr.base;
         d = open_cow(path("ov"), b, 0); /* read-only: honoured, not finished */
         reads_as(d, want);
         blockdev_close(d);
         d = open_cow(path("ov"), b, 1); /* writable: finished */
         reads_as(d, want);
-        ck_assert_uint_eq(stats(d).clusters_allocated, n == 1 ? 13 : 0);
+        ck_assert_uint_eq(stats(d).clusters_allocated, n == 1 ? clusters : 0);
         blockdev_close(d);
         blockdev_close(b);
-        if (n > 1) ck_assert_int_eq(file_size(path("ov")), 2048);
-        file_is(path("base"), base, CRASH_SECTORS * S);
+        if (n > 1) ck_assert_int_eq(file_size(path("ov")), emptied_size());
+        file_is(path("base"), cr.base, bytes);
     }
-    free(base);
-    free_models(m);
+    crash_teardown();
 }
 END_TEST
 
@@ -958,9 +993,9 @@ Suite *suite_cowdisk(void) {
     tcase_add_test(tc, test_corrupt_overlays);
     tcase_add_test(tc, test_truncated_while_open);
     tcase_add_test(tc, test_fuzzed_metadata);
-    tcase_add_test(tc, test_crash_during_writes);
-    tcase_add_test(tc, test_crash_during_commit);
-    tcase_add_test(tc, test_crash_during_discard);
+    tcase_add_loop_test(tc, test_crash_during_writes, 0, NGEO);
+    tcase_add_loop_test(tc, test_crash_during_commit, 0, NGEO);
+    tcase_add_loop_test(tc, test_crash_during_discard, 0, NGEO);
     tcase_add_test(tc, test_deterministic);
     suite_add_tcase(s, tc);
     return s;
