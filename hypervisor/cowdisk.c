@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define SECTOR BLOCKDEV_SECTOR
-#define MAGIC "vlab-cow"               /* 8 bytes, no terminator on disk */
+#define MAGIC "vlab-cow"                /* 8 bytes, no terminator on disk */
 #define ENTRIES_PER_SECTOR (SECTOR / 8) /* map entries per map sector */
 #define HDR_CRC_AT 508u
 
@@ -64,7 +64,8 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
     crc = ~crc;
     for (size_t i = 0; i < n; i++) {
         crc ^= p[i];
-        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
     }
     return ~crc;
 }
@@ -135,7 +136,8 @@ static void header_encode(uint8_t *h, uint32_t base_sectors, const geometry *g, 
 
 static int crashed(cowdisk *c) {
     if (!c->dead) return 0;
-    snprintf(c->dev.error, sizeof c->dev.error, "simulated crash: the overlay is gone until reopened");
+    snprintf(c->dev.error, sizeof c->dev.error,
+             "simulated crash: the overlay is gone until reopened");
     return 1;
 }
 
@@ -159,8 +161,9 @@ static int file_write(cowdisk *c, const void *buf, uint32_t sectors, uint64_t at
         ssize_t k = pwrite(c->fd, (const char *)buf + done, n - done, off + (off_t)done);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
-            snprintf(c->dev.error, sizeof c->dev.error, "overlay: host write error at byte %lld: %s",
-                     (long long)(off + (off_t)done), k < 0 ? strerror(errno) : "no progress");
+            snprintf(c->dev.error, sizeof c->dev.error,
+                     "overlay: host write error at byte %lld: %s", (long long)(off + (off_t)done),
+                     k < 0 ? strerror(errno) : "no progress");
             return -1;
         }
         done += (size_t)k;
@@ -176,7 +179,8 @@ static int file_truncate(cowdisk *c, uint64_t sectors) {
         return -1;
     }
     if (ftruncate(c->fd, (off_t)(sectors * SECTOR)) != 0) {
-        snprintf(c->dev.error, sizeof c->dev.error, "overlay: cannot truncate: %s", strerror(errno));
+        snprintf(c->dev.error, sizeof c->dev.error, "overlay: cannot truncate: %s",
+                 strerror(errno));
         return -1;
     }
     return 0;
@@ -337,6 +341,31 @@ static int cow_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
     return 0;
 }
 
+/* The data cluster for the next allocation: the one after the highest in
+ * use (after a crash, that reuses a torn, unreferenced cluster).  If a map
+ * with holes pushed that past the data area, the lowest free one. */
+static int free_cluster(cowdisk *c, uint32_t *out) {
+    if (c->next_free - c->first_data < c->clusters) {
+        *out = c->next_free;
+        return 0;
+    }
+    uint8_t *used = calloc((size_t)c->clusters / 8 + 1, 1);
+    if (!used) {
+        snprintf(c->dev.error, sizeof c->dev.error, "out of memory");
+        return -1;
+    }
+    for (uint32_t g = 0; g < c->clusters; g++)
+        if (c->map[g])
+            used[(c->map[g] - c->first_data) / 8] |=
+                (uint8_t)(1u << ((c->map[g] - c->first_data) % 8));
+    uint32_t u = 0;
+    while (u < c->clusters && (used[u / 8] & (1u << (u % 8))))
+        u++;
+    free(used);
+    *out = c->first_data + u; /* u < clusters: the cluster being allocated is not in use */
+    return 0;
+}
+
 /* First write to guest cluster ci: build the whole cluster (old contents
  * from the base around the n new sectors at off), write it to a fresh data
  * cluster, barrier, then point the map entry at it. */
@@ -350,12 +379,14 @@ static int allocate(cowdisk *c, uint32_t ci, uint32_t off, uint32_t n, const uin
         copied += off;
     }
     if (off + n < valid) {
-        if (base_read(c, first + off + n, valid - off - n, c->cbuf + (size_t)(off + n) * SECTOR) != 0)
+        if (base_read(c, first + off + n, valid - off - n, c->cbuf + (size_t)(off + n) * SECTOR) !=
+            0)
             return -1;
         copied += valid - off - n;
     }
     memcpy(c->cbuf + (size_t)off * SECTOR, src, (size_t)n * SECTOR);
-    uint32_t data = c->next_free;
+    uint32_t data;
+    if (free_cluster(c, &data) != 0) return -1;
     if (file_write(c, c->cbuf, c->cs, (uint64_t)data * c->cs) != 0) return -1;
     if (barrier(c) != 0) return -1;
     if (write_map_sector(c, ci / ENTRIES_PER_SECTOR, ci, data) != 0) {
@@ -363,7 +394,7 @@ static int allocate(cowdisk *c, uint32_t ci, uint32_t off, uint32_t n, const uin
         return -1;
     }
     c->map[ci] = data;
-    c->next_free++;
+    if (data >= c->next_free) c->next_free = data + 1;
     c->st.clusters_allocated++;
     c->st.allocations++;
     if (copied) {
@@ -488,7 +519,8 @@ static int check_header(const uint8_t *h, const char *path, const blockdev *base
     }
     if (get32(h + 12) != 1 || get32(h + 24) != g->clusters || get32(h + 28) != 1 ||
         get32(h + 32) != g->map_sectors || get32(h + 36) != g->first_data) {
-        snprintf(err, errlen, "'%s' is corrupt: its layout does not follow from its geometry", path);
+        snprintf(err, errlen, "'%s' is corrupt: its layout does not follow from its geometry",
+                 path);
         return -1;
     }
     *flags = get32(h + 40);
@@ -527,7 +559,8 @@ static int load_map(cowdisk *c, const char *path, uint64_t file_size, char *err,
             uint32_t data = get32(chunk + 8 * k), check = get32(chunk + 8 * k + 4);
             if (data == 0 && check == 0) continue;
             if (g >= c->clusters) {
-                snprintf(err, errlen, "'%s' is corrupt: an entry past the end of the map (%u)", path, g);
+                snprintf(err, errlen, "'%s' is corrupt: an entry past the end of the map (%u)",
+                         path, g);
                 goto out;
             }
             if (check != entry_check(g, data)) {
@@ -535,9 +568,10 @@ static int load_map(cowdisk *c, const char *path, uint64_t file_size, char *err,
                 goto out;
             }
             if (data < c->first_data || data - c->first_data >= c->clusters) {
-                snprintf(err, errlen,
-                         "'%s' is corrupt: map entry %u points at cluster %u, outside the data area",
-                         path, g, data);
+                snprintf(
+                    err, errlen,
+                    "'%s' is corrupt: map entry %u points at cluster %u, outside the data area",
+                    path, g, data);
                 goto out;
             }
             uint64_t end = ((uint64_t)data + 1) * c->cs * SECTOR;
@@ -550,8 +584,8 @@ static int load_map(cowdisk *c, const char *path, uint64_t file_size, char *err,
             }
             uint32_t u = data - c->first_data;
             if (used[u / 8] & (1u << (u % 8))) {
-                snprintf(err, errlen, "'%s' is corrupt: two map entries share data cluster %u", path,
-                         data);
+                snprintf(err, errlen, "'%s' is corrupt: two map entries share data cluster %u",
+                         path, data);
                 goto out;
             }
             used[u / 8] |= (uint8_t)(1u << (u % 8));
@@ -668,7 +702,9 @@ blockdev *cowdisk_open(const char *overlay_path, blockdev *base, int writable, c
 
 /* ---- snapshots: commit and discard ------------------------------------- */
 
-int cowdisk_is_overlay(const blockdev *d) { return d && d->close == cowdisk_close; }
+int cowdisk_is_overlay(const blockdev *d) {
+    return d && d->close == cowdisk_close;
+}
 
 static cowdisk *as_overlay(blockdev *d) {
     if (!cowdisk_is_overlay(d)) {

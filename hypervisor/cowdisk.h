@@ -21,8 +21,8 @@
 #include "hypervisor/blockdev.h"
 
 #define COWDISK_VERSION 1u
-#define COWDISK_DEFAULT_CLUSTER 8u   /* sectors (4 KiB) when 0 is asked for */
-#define COWDISK_MAX_CLUSTER 128u     /* sectors (64 KiB, qcow2's default size) */
+#define COWDISK_DEFAULT_CLUSTER 8u      /* sectors (4 KiB) when 0 is asked for */
+#define COWDISK_MAX_CLUSTER 128u        /* sectors (64 KiB, qcow2's default size) */
 #define COWDISK_MAX_CLUSTERS (1u << 22) /* map entries: 16 MiB of map in memory */
 
 /* Create a new, empty overlay file over `base` with clusters of
@@ -62,16 +62,16 @@ typedef struct cowdisk_stats {
     uint32_t clusters_allocated; /* held by the overlay now */
     int commit_pending;          /* an interrupted commit awaits cowdisk_commit */
     /* counted since open: */
-    uint64_t allocations;         /* first writes to a cluster */
-    uint64_t copies;              /* allocations that copied old contents from the base */
-    uint64_t bytes_copied;        /* bytes copied from the base by those copies */
+    uint64_t allocations;          /* first writes to a cluster */
+    uint64_t copies;               /* allocations that copied old contents from the base */
+    uint64_t bytes_copied;         /* bytes copied from the base by those copies */
     uint64_t sectors_read_overlay; /* sectors read served by the overlay */
-    uint64_t sectors_read_base;   /* ... and by the base (unallocated clusters) */
-    uint64_t sectors_written;     /* sectors written (all into the overlay) */
-    uint64_t commits, discards;   /* completed */
-    uint64_t bytes_committed;     /* bytes copied into the base by commits */
-    uint64_t host_writes;         /* write calls to the overlay file and base */
-    uint64_t barriers;            /* write barriers (fdatasync) issued */
+    uint64_t sectors_read_base;    /* ... and by the base (unallocated clusters) */
+    uint64_t sectors_written;      /* sectors written (all into the overlay) */
+    uint64_t commits, discards;    /* completed */
+    uint64_t bytes_committed;      /* bytes copied into the base by commits */
+    uint64_t host_writes;          /* write calls to the overlay file and base */
+    uint64_t barriers;             /* write barriers (fdatasync) issued */
 } cowdisk_stats;
 
 /* 0, or -1 if d is not an overlay. */

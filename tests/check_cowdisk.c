@@ -69,7 +69,8 @@ static void make_base(const char *p, uint32_t sectors, uint32_t tag, uint8_t **b
     blockdev *b = blockdev_open_raw(p, 1, err, sizeof err);
     ck_assert_msg(b != NULL, "%s", err);
     uint8_t *all = malloc((size_t)sectors * S);
-    for (uint32_t i = 0; i < sectors; i++) pattern(all + (size_t)i * S, i, tag);
+    for (uint32_t i = 0; i < sectors; i++)
+        pattern(all + (size_t)i * S, i, tag);
     ck_assert_int_eq(blockdev_write(b, 0, sectors, all), 0);
     blockdev_close(b);
     if (bytes)
@@ -148,7 +149,8 @@ static void file_is(const char *p, const uint8_t *want, size_t len) {
 /* write `count` sectors of version tag at lba, and the same into the model */
 static int put(blockdev *d, uint8_t *model, uint32_t lba, uint32_t count, uint32_t tag) {
     uint8_t *buf = malloc((size_t)count * S);
-    for (uint32_t i = 0; i < count; i++) pattern(buf + (size_t)i * S, lba + i, tag);
+    for (uint32_t i = 0; i < count; i++)
+        pattern(buf + (size_t)i * S, lba + i, tag);
     int rc = blockdev_write(d, lba, count, buf);
     if (rc == 0 && model) memcpy(model + (size_t)lba * S, buf, (size_t)count * S);
     free(buf);
@@ -317,7 +319,8 @@ START_TEST(test_random_writes) {
     uint32_t want = 0;
     for (uint32_t c = 0; c * cs < n; c++) {
         int any = 0;
-        for (uint32_t s = c * cs; s < (c + 1) * cs && s < n; s++) any |= touched[s];
+        for (uint32_t s = c * cs; s < (c + 1) * cs && s < n; s++)
+            any |= touched[s];
         want += any != 0;
     }
     ck_assert_uint_eq(stats(d).clusters_allocated, want);
@@ -432,7 +435,8 @@ START_TEST(test_discard) {
     memcpy(model, base_bytes, 50 * S);
     blockdev *b = open_raw(path("base"), 0);
     blockdev *d = new_cow(path("ov"), b, 2);
-    for (uint32_t i = 0; i < 50; i += 3) ck_assert_int_eq(put(d, model, i, 1, 1), 0);
+    for (uint32_t i = 0; i < 50; i += 3)
+        ck_assert_int_eq(put(d, model, i, 1, 1), 0);
     ck_assert_uint_eq(stats(d).clusters_allocated, 17);
     ck_assert_int_eq(cowdisk_discard(d), 0);
     reads_as(d, base_bytes);
@@ -483,7 +487,8 @@ START_TEST(test_create_rules) {
     ck_assert_int_eq(files, 3); /* base, ov, keep */
     blockdev_close(b);
     /* a base too large for the map at this cluster size (a sparse file) */
-    ck_assert_int_eq(blockdev_create_raw(path("big"), COWDISK_MAX_CLUSTERS + 1, err, sizeof err), 0);
+    ck_assert_int_eq(blockdev_create_raw(path("big"), COWDISK_MAX_CLUSTERS + 1, err, sizeof err),
+                     0);
     b = open_raw(path("big"), 0);
     ck_assert_int_eq(cowdisk_create(path("ov2"), b, 1, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "choose larger clusters") != NULL, "%s", err);
@@ -514,19 +519,23 @@ END_TEST
 
 /* little-endian helpers to forge overlay bytes */
 static void put32le(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static uint32_t crc32(const uint8_t *p, size_t n) { /* as the format defines it */
     uint32_t c = ~0u;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xEDB88320u : c >> 1;
     }
     return ~c;
 }
 
-static void reseal_header(uint8_t *f) { put32le(f + 508, crc32(f, 508)); }
+static void reseal_header(uint8_t *f) {
+    put32le(f + 508, crc32(f, 508));
+}
 
 static void set_entry(uint8_t *f, uint32_t guest, uint32_t data) {
     uint8_t e[8];
@@ -628,6 +637,42 @@ START_TEST(test_corrupt_overlays) {
 }
 END_TEST
 
+/* A sound overlay whose one cluster sits at the end of the data area (not
+ * what vlab writes, but valid): allocations fill the holes below it, and the
+ * result still opens. */
+START_TEST(test_holes_in_data_area) {
+    uint8_t *model;
+    make_base(path("base"), 100, 0, &model);
+    blockdev *b = open_raw(path("base"), 0);
+    blockdev *d = new_cow(path("ov"), b, 8);
+    ck_assert_int_eq(put(d, model, 2, 1, 1), 0); /* cluster 0 -> data cluster 1 */
+    blockdev_close(d);
+    size_t len;
+    uint8_t *f = slurp(path("ov"), &len);
+    ck_assert_uint_eq(len, 2 * 4096);
+    uint8_t *g = calloc(14, 4096);
+    memcpy(g, f, 4096);
+    memcpy(g + 13 * 4096, f + 4096, 4096); /* move it to data cluster 13, the last */
+    set_entry(g, 0, 13);
+    unlink(path("ov"));
+    spit(path("ov"), g, 14 * 4096);
+    d = open_cow(path("ov"), b, 1);
+    reads_as(d, model);
+    for (uint32_t lba = 8; lba < 100; lba += 8)
+        ck_assert_int_eq(put(d, model, lba, 1, 2), 0);
+    ck_assert_uint_eq(stats(d).clusters_allocated, 13);
+    ck_assert_int_eq(file_size(path("ov")), 14 * 4096); /* the holes were used */
+    blockdev_close(d);
+    d = open_cow(path("ov"), b, 0);
+    reads_as(d, model);
+    blockdev_close(d);
+    blockdev_close(b);
+    free(model);
+    free(f);
+    free(g);
+}
+END_TEST
+
 /* The file shrinks under an open overlay: a read of the lost cluster fails
  * with a message, the rest still reads. */
 START_TEST(test_truncated_while_open) {
@@ -703,21 +748,23 @@ static const struct {
 
 /* two geometries: 4-sector clusters (13 clusters, the last one short, one
  * map sector) and 1-sector clusters on 100 sectors (two map sectors) */
-static const struct {
-    uint32_t sectors, cs;
-} GEO[] = {{50, 4}, {100, 1}};
+static const struct { uint32_t sectors, cs; } GEO[] = {{50, 4}, {100, 1}};
 #define NGEO ((int)(sizeof GEO / sizeof GEO[0]))
 
 static struct {
     uint32_t sectors, cs, scale;
-    uint8_t *base;       /* the base's contents */
-    uint8_t *empty;      /* an empty overlay's file */
+    uint8_t *base;  /* the base's contents */
+    uint8_t *empty; /* an empty overlay's file */
     size_t empty_len;
     uint8_t *m[NSCRIPT + 1]; /* m[k]: the disk after the first k writes */
 } cr;
 
-static uint32_t script_lba(size_t k) { return SCRIPT[k].lba * cr.scale; }
-static uint32_t script_count(size_t k) { return SCRIPT[k].count * cr.scale; }
+static uint32_t script_lba(size_t k) {
+    return SCRIPT[k].lba * cr.scale;
+}
+static uint32_t script_count(size_t k) {
+    return SCRIPT[k].count * cr.scale;
+}
 
 static void crash_setup(int geo) {
     cr.sectors = GEO[geo].sectors;
@@ -741,7 +788,8 @@ static void crash_setup(int geo) {
 static void crash_teardown(void) {
     free(cr.base);
     free(cr.empty);
-    for (size_t k = 0; k <= NSCRIPT; k++) free(cr.m[k]);
+    for (size_t k = 0; k <= NSCRIPT; k++)
+        free(cr.m[k]);
 }
 
 /* write script step k (0-based) */
@@ -773,7 +821,8 @@ static size_t run_script(uint64_t n, uint64_t *host_writes) {
     cowdisk_set_barriers(d, 0); /* a process crash: the page cache survives */
     cowdisk_test_crash_after(d, n);
     size_t done = 0;
-    while (done < NSCRIPT && script_step(d, done) == 0) done++;
+    while (done < NSCRIPT && script_step(d, done) == 0)
+        done++;
     if (done < NSCRIPT) ck_assert_msg(strstr(d->error, "simulated crash") != NULL, "%s", d->error);
     *host_writes = stats(d).host_writes;
     blockdev_close(d);
@@ -815,7 +864,8 @@ START_TEST(test_crash_during_writes) {
         /* the base is untouched */
         file_is(path("base"), cr.base, bytes);
         /* the reopened overlay goes on: the rest of the script lands */
-        for (size_t k = done; k < NSCRIPT; k++) ck_assert_int_eq(script_step(d, k), 0);
+        for (size_t k = done; k < NSCRIPT; k++)
+            ck_assert_int_eq(script_step(d, k), 0);
         reads_as(d, cr.m[NSCRIPT]);
         blockdev_close(d);
         blockdev_close(b);
@@ -832,7 +882,8 @@ static void scripted_files(void) {
     blockdev *b = open_raw(path("base"), 0);
     blockdev *d = open_cow(path("ov"), b, 1);
     cowdisk_set_barriers(d, 0);
-    for (size_t k = 0; k < NSCRIPT; k++) ck_assert_int_eq(script_step(d, k), 0);
+    for (size_t k = 0; k < NSCRIPT; k++)
+        ck_assert_int_eq(script_step(d, k), 0);
     blockdev_close(d);
     blockdev_close(b);
 }
@@ -991,6 +1042,7 @@ Suite *suite_cowdisk(void) {
     tcase_add_test(tc, test_create_rules);
     tcase_add_test(tc, test_wrong_base_size);
     tcase_add_test(tc, test_corrupt_overlays);
+    tcase_add_test(tc, test_holes_in_data_area);
     tcase_add_test(tc, test_truncated_while_open);
     tcase_add_test(tc, test_fuzzed_metadata);
     tcase_add_loop_test(tc, test_crash_during_writes, 0, NGEO);
