@@ -225,6 +225,10 @@ START_TEST(test_first_write_copies) {
     ck_assert_uint_eq(st.bytes_copied, (7 + 6 + 5 + 3) * S);
     ck_assert_uint_eq(st.clusters_allocated, 5);
     ck_assert_uint_eq(st.sectors_written, 1 + 3 + 8 + 5 + 1);
+    /* a barrier between each new data cluster and its map entry; host
+     * writes: a data cluster and a map sector per allocation, one in place */
+    ck_assert_uint_eq(st.barriers, 5);
+    ck_assert_uint_eq(st.host_writes, 5 * 2 + 1);
 
     uint8_t s[2 * S];
     ck_assert_int_eq(blockdev_read(d, 9, 2, s), 0); /* old sector 9, new sector 10 */
