@@ -197,8 +197,8 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
     case EV_HALT: {
         uint64_t idle = e->x | (uint64_t)e->y << 32;
         if (idle)
-            snprintf(buf, len, "   hlt: idle for %llu cycles until the timer",
-                     (unsigned long long)idle);
+            snprintf(buf, len, "   hlt: idle for %llu cycles until %s", (unsigned long long)idle,
+                     e->a ? "a device's deadline (the disk)" : "the timer");
         else
             snprintf(buf, len, "   hlt: halted (nothing can wake the CPU)");
         break;
