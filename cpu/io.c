@@ -48,8 +48,15 @@ void io_port(cpu_t *c, int is_out, uint16_t port, uint32_t *value, uint32_t pc) 
         /* an out is recorded before the device acts, so what the device
          * records (the disk's request) follows the access that caused it */
         if (is_out) cpu_emit(c, EV_IO, is_out, 0, pc, port, *value);
-        if (!(c->port_fn && c->port_fn(c->port_ud, c, is_out, port, value)) && !is_out)
+        if (c->port_fn) { /* the device sees c->pc at the instruction, for its own events */
+            uint32_t npc = c->pc;
+            c->pc = pc;
+            int handled = c->port_fn(c->port_ud, c, is_out, port, value);
+            c->pc = npc;
+            if (!handled && !is_out) *value = 0xffffffffu;
+        } else if (!is_out) {
             *value = 0xffffffffu; /* nothing answers: an open bus reads all ones */
+        }
         if (!is_out) cpu_emit(c, EV_IO, is_out, 0, pc, port, *value);
         return;
     }

@@ -38,6 +38,9 @@ const char *sim_lua_temp_dir(lua_State *L, char *err, size_t errlen);
 struct disk_media;
 /* sim/lua_disk.c: the disk behind a vlab.disk argument (raises otherwise). */
 struct disk_media *sim_lua_check_disk(lua_State *L, int i);
+struct disk_ctl;
+/* Push a controller's figures (requests, sectors_read, ...), or nil for NULL. */
+void sim_lua_push_disk_stats(lua_State *L, const struct disk_ctl *d);
 
 void sim_lua_open_machine(lua_State *L); /* sim/lua_machine.c: vlab.machine and its methods */
 void sim_lua_open_hv(lua_State *L);      /* sim/lua_hv.c: vlab.hypervisor and its VMs */

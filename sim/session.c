@@ -1,6 +1,8 @@
 /* sim/session.c -- a run's options, budgets, machines and trace sinks. */
 #include "sim/session.h"
 
+#include "hypervisor/disk.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,8 @@ void sim_machine_free(sim_session *s, sim_machine *m) {
     m->nimages = 0;
     free(m->vm_lines);
     m->vm_lines = NULL;
+    disk_detach_native(m->cpu, m->disk);
+    m->disk = NULL;
     cpu_free(m->cpu);
     m->cpu = NULL;
     free(m);
