@@ -120,6 +120,10 @@ void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
     hv_emit(h, EV_HV_INJECT, VEC_IRQ0 + line, 0, c->pc, 0, 0);
     c->exit.reason = CPU_EXIT_NONE;
     deliver(h, vm, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line); /* through the guest's own table */
+    /* another one waits (the disk behind the timer): exit as soon as the
+     * guest's handler enables interrupts again, or the next tick would
+     * always come first and starve it */
+    if (v->virq_pending) c->vmx_ctl |= VMX_INTWIN_EXIT;
 }
 
 static int handle_exit(hv *h, hv_vm *vm);

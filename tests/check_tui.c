@@ -506,7 +506,7 @@ START_TEST(test_script_process_line) {
      * directory (process 0), then process 1's */
     out = script("scenarios/guest-os-native.lua", ":b event process; c @screen c", &st);
     ck_assert_int_eq(st, 0);
-    ck_assert_msg(strstr(out, "*  1545    0 0000119c     address space: page tables at 0x00009000"), "%s", out);
+    ck_assert_msg(strstr(out, "*  1552    0 00001250     address space: page tables at 0x00009000"), "%s", out);
     ck_assert_msg(strstr(out, "address space: page tables at 0x00020000"), "%s", out);
     ck_assert_msg(strstr(out, "breakpoints: 1:event process"), "%s", out);
     free(out);
