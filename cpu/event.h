@@ -87,7 +87,8 @@ enum cpu_event_kind {
     EV_HV_PTWRITE,      /* pc, x = guest-virtual address of a guest page-table write */
     EV_HV_VMRUN,        /* a = VM id: this VM is on the physical CPU now */
     EV_HV_IO,           /* a = 1 out / 0 in, pc, x = port, y = value: a virtual device */
-    EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt */
+    EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt,
+                         * b = 1 when the disk's completion comes first */
     EV_HV_TRANSLATE,    /* a = 0 translated / 1 dropped / 2 retranslated, pc, x = virtual page,
                          * y = critical instructions | blocks << 16 */
     EV_HV_LAST,

@@ -187,11 +187,15 @@ static int native_port(void *ud, cpu_t *c, int is_out, uint16_t port, uint32_t *
     disk_ctl *d = ud;
     int r = disk_ctl_port(d, is_out, port, value, c->pc, c->cycles);
     if (r == 2) cpu_device_at(c, d->slot, d->done_at);
+    if (r && !is_out && d->stop_on_done) cpu_request_stop(c);
     return r != 0;
 }
 
 static void native_due(void *ud, cpu_t *c) {
-    if (disk_ctl_complete(ud, c->pc)) cpu_raise_irq(c, DISK_IRQ);
+    disk_ctl *d = ud;
+    if (!disk_ctl_complete(d, c->pc)) return;
+    cpu_raise_irq(c, DISK_IRQ);
+    if (d->stop_on_done) cpu_request_stop(c);
 }
 
 disk_ctl *disk_attach_native(cpu_t *c, disk_media *media, char *err, size_t errlen) {

@@ -114,6 +114,9 @@ typedef struct disk_ctl {
     cpu_t *events; /* the machine whose trace records the EV_DISK_* events */
     int virt;      /* DISK_EV_VIRTUAL in the events */
     int slot;      /* bare machine: its cpu_device slot */
+    int stop_on_done; /* bare machine: end cpu_run after a completion and after an `in` from
+                       * the controller (cpu_request_stop), so that a run's history can
+                       * checkpoint what the device did: the TUI re-runs without it */
     /* statistics */
     uint64_t requests, sectors_read, sectors_written, failures, busy_cycles;
 } disk_ctl;

@@ -73,6 +73,7 @@ uint32_t hv_vcpuid(const hv_vm *vm, uint32_t leaf);
  * set their virtual IRQ lines pending when due. */
 void hv_vdev_tick(hv *h, hv_vm *vm);
 uint64_t hv_vdev_deadline(const hv_vm *vm); /* the earliest of them; UINT64_MAX: none */
+int hv_vdev_disk_first(const hv_vm *vm);    /* 1: the earliest is the disk's completion */
 void hv_vdev_free(hv_vm *vm);
 
 /* vmx.c */

@@ -147,7 +147,7 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
         if (v->vif && hv_vdev_deadline(vm) != UINT64_MAX) { /* wait for the virtual timer or disk:
                                                               * the CPU goes to another VM */
             v->halted = 1;
-            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+            hv_emit(h, EV_HV_HALT, vm->id, hv_vdev_disk_first(vm), x->pc, 0, 0);
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);
             vm->done = 1;

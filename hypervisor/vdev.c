@@ -114,6 +114,12 @@ uint64_t hv_vdev_deadline(const hv_vm *vm) {
     return next;
 }
 
+int hv_vdev_disk_first(const hv_vm *vm) {
+    const hv_vcpu *v = &vm->vcpu;
+    return vm->vdisk && vm->vdisk->ctl.busy &&
+           (!v->vtimer_period || vm->vdisk->ctl.done_at < v->vtimer_deadline);
+}
+
 void hv_vdev_tick(hv *h, hv_vm *vm) {
     hv_vcpu *v = &vm->vcpu;
     cpu_t *c = h->host;

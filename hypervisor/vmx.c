@@ -167,7 +167,7 @@ static int handle_exit(hv *h, hv_vm *vm) {
         if ((c->flags & CPU_FL_IF) && hv_vdev_deadline(vm) != UINT64_MAX) { /* wait for its next
                                                                            * tick or disk: hlt yields */
             v->halted = 1;
-            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+            hv_emit(h, EV_HV_HALT, vm->id, hv_vdev_disk_first(vm), x->pc, 0, 0);
             return 0;
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);

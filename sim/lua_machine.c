@@ -486,6 +486,10 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
             }
             continue;
         }
+        if (rc == CPU_EXIT_STOP && m->disk && m->disk->stop_on_done) {
+            m->host_dirty = 1; /* the disk wrote memory: checkpoint here (see m_attach_disk) */
+            continue;
+        }
         if (rc == CPU_EXIT_EVENT) {
             if (until_matches(until, &c->stop_event)) {
                 const char *why = c->stop_event.kind == EV_TRAP
@@ -893,6 +897,9 @@ static int m_attach_disk(lua_State *L) {
     if (m->disk) return luaL_error(L, "attach_disk: machine %d has a disk already", m->id);
     m->disk = disk_attach_native(m->cpu, media, err, sizeof err);
     if (!m->disk) return luaL_error(L, "attach_disk: %s", err);
+    /* the TUI rebuilds a machine by running it again without its devices:
+     * a checkpoint right after each completion keeps that exact */
+    m->disk->stop_on_done = sim_lua_session(L)->history != NULL;
     return 0;
 }
 

@@ -339,7 +339,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         break;
     }
     case EV_HV_HALT:
-        snprintf(buf, len, e->x ? "   hv: vm %d is finished" : "   hv: vm %d idles until its next tick",
+        snprintf(buf, len,
+                 e->x   ? "   hv: vm %d is finished"
+                 : e->b ? "   hv: vm %d idles until its disk completes"
+                        : "   hv: vm %d idles until its next tick",
                  e->a);
         break;
     case EV_DISK_CMD:
