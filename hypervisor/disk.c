@@ -93,8 +93,8 @@ static int start(disk_ctl *d, uint32_t pc, uint64_t now) {
     d->r_err = check_request(d);
     d->requests++;
     /* a refused request costs the command's overhead only */
-    uint64_t lat = d->media->cost_request +
-                   (d->r_err ? 0 : (uint64_t)d->media->cost_sector * d->r_count);
+    uint64_t lat =
+        d->media->cost_request + (d->r_err ? 0 : (uint64_t)d->media->cost_sector * d->r_count);
     d->done_at = now + lat;
     d->busy_cycles += lat;
     emit(d, EV_DISK_CMD, (int)(d->r_cmd & 0x0f), (int)(d->r_count > 255 ? 255 : d->r_count), pc,
@@ -102,7 +102,8 @@ static int start(disk_ctl *d, uint32_t pc, uint64_t now) {
     return 1;
 }
 
-int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint32_t pc, uint64_t now) {
+int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint32_t pc,
+                  uint64_t now) {
     if (!d || !d->media || port < DISK_PORT_FIRST || port > DISK_PORT_LAST) return 0;
     uint32_t *reg = NULL;
     switch (port) {
@@ -125,7 +126,7 @@ int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint3
     case DISK_PORT_SIZE:
         if (!is_out) *value = d->media->dev->sectors;
         return 1; /* read-only: a write is ignored */
-    default: /* 0x1f6, 0x1f7 are not decoded: they read all ones */
+    default:      /* 0x1f6, 0x1f7 are not decoded: they read all ones */
         if (!is_out) *value = 0xffffffffu;
         return 1;
     }

@@ -33,7 +33,8 @@
 
 /* Ports */
 #define DISK_PORT_CMD 0x1f0    /* out: a command (starts a request); in: the last command */
-#define DISK_PORT_STATUS 0x1f1 /* in: the status; out (any value): acknowledge, clears done/error */
+#define DISK_PORT_STATUS 0x1f1 /* in: the status; out (any value): acknowledge, clears done/error  \
+                                */
 #define DISK_PORT_LBA 0x1f2    /* first sector of the request */
 #define DISK_PORT_COUNT 0x1f3  /* sectors, 1..DISK_MAX_COUNT */
 #define DISK_PORT_ADDR 0x1f4   /* buffer: a physical (in a VM: guest-physical) address */
@@ -41,7 +42,7 @@
 #define DISK_PORT_FIRST DISK_PORT_CMD
 #define DISK_PORT_LAST DISK_PORT_SIZE
 
-#define DISK_IRQ 14 /* vector 32 + 14 = 46, the PC's primary ATA channel */
+#define DISK_IRQ 14         /* vector 32 + 14 = 46, the PC's primary ATA channel */
 #define DISK_MAX_COUNT 128u /* sectors per request: 64 KiB */
 
 /* Commands */
@@ -60,10 +61,10 @@ enum {
     DISK_E_RANGE = 1,    /* sectors outside the disk */
     DISK_E_ADDR = 2,     /* the buffer is outside memory */
     DISK_E_READONLY = 3, /* a write to a read-only disk */
-    DISK_E_MEDIA = 4,    /* the image could not be read or written (truncated, corrupt, host error) */
-    DISK_E_CMD = 5,      /* no such command */
-    DISK_E_COUNT = 6,    /* count 0 or above DISK_MAX_COUNT */
-    DISK_E_BUSY = 7,     /* a command while a request is in flight: refused (the request goes on) */
+    DISK_E_MEDIA = 4, /* the image could not be read or written (truncated, corrupt, host error) */
+    DISK_E_CMD = 5,   /* no such command */
+    DISK_E_COUNT = 6, /* count 0 or above DISK_MAX_COUNT */
+    DISK_E_BUSY = 7,  /* a command while a request is in flight: refused (the request goes on) */
     DISK_E_COUNT_CODES
 };
 const char *disk_error_name(int code);
@@ -111,9 +112,9 @@ typedef struct disk_ctl {
     disk_dma_fn dma;
     void *dma_ud;
     uint32_t mem_size;
-    cpu_t *events; /* the machine whose trace records the EV_DISK_* events */
-    int virt;      /* DISK_EV_VIRTUAL in the events */
-    int slot;      /* bare machine: its cpu_device slot */
+    cpu_t *events;    /* the machine whose trace records the EV_DISK_* events */
+    int virt;         /* DISK_EV_VIRTUAL in the events */
+    int slot;         /* bare machine: its cpu_device slot */
     int stop_on_done; /* bare machine: end cpu_run after a completion and after an `in` from
                        * the controller (cpu_request_stop), so that a run's history can
                        * checkpoint what the device did: the TUI re-runs without it */
@@ -129,7 +130,8 @@ void disk_ctl_fini(disk_ctl *d); /* drops the media reference */
 
 /* A port access by the instruction at pc at cycle now.  0: not a disk port;
  * 1: done; 2: done, and a request started (it completes at d->done_at). */
-int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint32_t pc, uint64_t now);
+int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint32_t pc,
+                  uint64_t now);
 /* Complete the request in flight (call at d->done_at): the transfer, the
  * status, the EV_DISK_DMA and EV_DISK_DONE events (pc: where the CPU is).
  * Returns 1 when the interrupt must be raised, 0 if nothing was in flight. */

@@ -40,7 +40,9 @@ static disk_box *check_box(lua_State *L, int i) {
     return b;
 }
 
-disk_media *sim_lua_check_disk(lua_State *L, int i) { return check_box(L, i)->m; }
+disk_media *sim_lua_check_disk(lua_State *L, int i) {
+    return check_box(L, i)->m;
+}
 
 static int ends_img(const char *name) {
     size_t n = strlen(name);
@@ -68,12 +70,16 @@ static int l_disk(lua_State *L) {
     lua_getfield(L, 1, "image");
     const char *image = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
     lua_pop(L, 3); /* the strings stay alive in the table */
-    if (file && image) return luaL_error(L, "disk: give file= (read-write, in --out) or image= (read-only), not both");
+    if (file && image)
+        return luaL_error(
+            L, "disk: give file= (read-write, in --out) or image= (read-only), not both");
     if (image && sectors >= 0)
         return luaL_error(L, "disk: an image= is opened as it is: its size comes from the file");
     if ((file || image) && !ends_img(file ? file : image))
-        return luaL_error(L, "disk: '%s': a disk image's name must end in .img", file ? file : image);
-    if (!file && !image && sectors < 0) return luaL_error(L, "disk: give sectors= for a scratch disk");
+        return luaL_error(L, "disk: '%s': a disk image's name must end in .img",
+                          file ? file : image);
+    if (!file && !image && sectors < 0)
+        return luaL_error(L, "disk: give sectors= for a scratch disk");
     if (sectors == 0 || sectors > (lua_Integer)MAX_SECTORS)
         return luaL_error(L, "disk: sectors must be 1..%u", MAX_SECTORS);
 
@@ -131,8 +137,9 @@ static int d_tostring(lua_State *L) {
         return 1;
     }
     const blockdev *d = b->m->dev;
-    lua_pushfstring(L, "disk \"%s\" (%s, %d sectors, %d KiB, %s)", b->name, b->kind, (int)d->sectors,
-                    (int)(d->sectors / 2), d->readonly ? "read-only" : "read-write");
+    lua_pushfstring(L, "disk \"%s\" (%s, %d sectors, %d KiB, %s)", b->name, b->kind,
+                    (int)d->sectors, (int)(d->sectors / 2),
+                    d->readonly ? "read-only" : "read-write");
     return 1;
 }
 
@@ -178,12 +185,18 @@ static int d_write(lua_State *L) {
 static int d_index(lua_State *L) {
     disk_box *b = check_box(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "sectors") == 0) lua_pushinteger(L, b->m->dev->sectors);
-    else if (strcmp(k, "readonly") == 0) lua_pushboolean(L, b->m->dev->readonly);
-    else if (strcmp(k, "kind") == 0) lua_pushstring(L, b->kind);
-    else if (strcmp(k, "name") == 0) lua_pushstring(L, b->name);
-    else if (strcmp(k, "latency") == 0) lua_pushinteger(L, b->m->cost_request);
-    else if (strcmp(k, "per_sector") == 0) lua_pushinteger(L, b->m->cost_sector);
+    if (strcmp(k, "sectors") == 0)
+        lua_pushinteger(L, b->m->dev->sectors);
+    else if (strcmp(k, "readonly") == 0)
+        lua_pushboolean(L, b->m->dev->readonly);
+    else if (strcmp(k, "kind") == 0)
+        lua_pushstring(L, b->kind);
+    else if (strcmp(k, "name") == 0)
+        lua_pushstring(L, b->name);
+    else if (strcmp(k, "latency") == 0)
+        lua_pushinteger(L, b->m->cost_request);
+    else if (strcmp(k, "per_sector") == 0)
+        lua_pushinteger(L, b->m->cost_sector);
     else {
         luaL_getmetafield(L, 1, "__methods");
         lua_getfield(L, -1, k);
@@ -231,9 +244,9 @@ void sim_lua_push_disk_stats(lua_State *L, const struct disk_ctl *d) {
 
 void sim_lua_open_disk(lua_State *L) {
     static const luaL_Reg methods[] = {{"read", d_read}, {"write", d_write}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__index", d_index},       {"__newindex", d_newindex},
-                                    {"__gc", d_gc},             {"__close", d_gc},
-                                    {"__tostring", d_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__index", d_index}, {"__newindex", d_newindex}, {"__gc", d_gc},
+        {"__close", d_gc},    {"__tostring", d_tostring}, {NULL, NULL}};
     luaL_newmetatable(L, MT);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);

@@ -37,7 +37,9 @@ static void teardown(void) {
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static void path_in(char *buf, size_t len, const char *name) { snprintf(buf, len, "%s/%s", dir, name); }
+static void path_in(char *buf, size_t len, const char *name) {
+    snprintf(buf, len, "%s/%s", dir, name);
+}
 
 static void write_file(const char *name, const void *data, size_t n) {
     char p[128];
@@ -57,7 +59,8 @@ static disk_media *image(const char *name, int writable) {
     ck_assert_msg(b != NULL, "%s", err);
     uint8_t sec[512];
     for (uint32_t s = 0; s < 16; s++) {
-        for (int i = 0; i < 512; i++) sec[i] = (uint8_t)(s * 7 + i);
+        for (int i = 0; i < 512; i++)
+            sec[i] = (uint8_t)(s * 7 + i);
         ck_assert_int_eq(blockdev_write(b, s, 1, sec), 0);
     }
     blockdev_close(b);
@@ -71,33 +74,35 @@ static disk_media *image(const char *name, int writable) {
 /* The driver every test runs: r1 = sector, r2 = count, r3 = buffer, r4 =
  * command; the handler leaves the status at the interrupt in r5 and after
  * the acknowledgement in r6, and r7 = 1 once it ran. */
-static const char DRIVER[] = "start:  li    sp, 0x8000\n"
-                             "        li    r9, 0\n"
-                             "        wrcr  vbr, r9\n"
-                             "        li    r9, handler\n"
-                             "        li    r8, 46 * 4\n"
-                             "        st    [r8], r9\n"
-                             "        out   0x1f2, r1\n"
-                             "        out   0x1f3, r2\n"
-                             "        out   0x1f4, r3\n"
-                             "cmd:    out   0x1f0, r4\n"
-                             "again:  out   0x1f0, r10\n" /* r10 != 0: a second command, while busy */
-                             "        sti\n"
-                             "wait:   hlt\n"
-                             "        cmpi  r7, 1\n"
-                             "        jne   wait\n"
-                             "        cli\n"
-                             "        hlt\n"
-                             "handler: in   r5, 0x1f1\n"
-                             "        out   0x1f1, r5\n"
-                             "        in    r6, 0x1f1\n"
-                             "        li    r7, 1\n"
-                             "        iret\n";
+static const char DRIVER[] =
+    "start:  li    sp, 0x8000\n"
+    "        li    r9, 0\n"
+    "        wrcr  vbr, r9\n"
+    "        li    r9, handler\n"
+    "        li    r8, 46 * 4\n"
+    "        st    [r8], r9\n"
+    "        out   0x1f2, r1\n"
+    "        out   0x1f3, r2\n"
+    "        out   0x1f4, r3\n"
+    "cmd:    out   0x1f0, r4\n"
+    "again:  out   0x1f0, r10\n" /* r10 != 0: a second command, while busy */
+    "        sti\n"
+    "wait:   hlt\n"
+    "        cmpi  r7, 1\n"
+    "        jne   wait\n"
+    "        cli\n"
+    "        hlt\n"
+    "handler: in   r5, 0x1f1\n"
+    "        out   0x1f1, r5\n"
+    "        in    r6, 0x1f1\n"
+    "        li    r7, 1\n"
+    "        iret\n";
 
 static asm_image assemble(const char *src) {
     asm_image img;
     char *err = NULL;
-    ck_assert_msg(asm_assemble(src, strlen(src), "driver.s", NULL, &img, &err) == 0, "%s", err ? err : "");
+    ck_assert_msg(asm_assemble(src, strlen(src), "driver.s", NULL, &img, &err) == 0, "%s",
+                  err ? err : "");
     return img;
 }
 
@@ -113,7 +118,8 @@ typedef struct bare {
     asm_image img;
 } bare;
 
-static bare machine(disk_media *m, uint32_t mem, uint32_t lba, uint32_t count, uint32_t addr, uint32_t cmd) {
+static bare machine(disk_media *m, uint32_t mem, uint32_t lba, uint32_t count, uint32_t addr,
+                    uint32_t cmd) {
     bare b;
     char err[160];
     b.c = cpu_new(mem);
@@ -125,7 +131,9 @@ static bare machine(disk_media *m, uint32_t mem, uint32_t lba, uint32_t count, u
     }
     b.img = assemble(DRIVER);
     for (int k = 0; k < b.img.nchunks; k++)
-        ck_assert_int_eq(cpu_phys_write(b.c, b.img.chunks[k].addr, b.img.chunks[k].data, b.img.chunks[k].len), 0);
+        ck_assert_int_eq(
+            cpu_phys_write(b.c, b.img.chunks[k].addr, b.img.chunks[k].data, b.img.chunks[k].len),
+            0);
     b.c->pc = b.img.entry;
     b.c->r[1] = lba;
     b.c->r[2] = count;
@@ -182,7 +190,8 @@ START_TEST(test_write_reaches_the_image) {
     disk_media *m = image("w.img", 1);
     bare b = machine(m, 64 * 1024, 7, 2, 0x5000, DISK_CMD_WRITE);
     uint8_t pat[1024];
-    for (int i = 0; i < 1024; i++) pat[i] = (uint8_t)(0xa5 ^ i);
+    for (int i = 0; i < 1024; i++)
+        pat[i] = (uint8_t)(0xa5 ^ i);
     ck_assert_int_eq(cpu_phys_write(b.c, 0x5000, pat, sizeof pat), 0);
     ck_assert_uint_eq(run_timed(&b), DISK_COST_REQUEST + 2 * DISK_COST_SECTOR);
     ck_assert_uint_eq(b.c->r[5], DISK_ST_DONE);
@@ -340,7 +349,8 @@ START_TEST(test_dma_replaces_decoded_code) {
                              "       li r11, 1\n"
                              "       ret\n");
     for (int k = 0; k < img.nchunks; k++)
-        ck_assert_int_eq(cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        ck_assert_int_eq(
+            cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
     c->pc = 0;
     ck_assert_int_eq(cpu_run(c, 100000), CPU_EXIT_HALT);
     ck_assert_uint_eq(c->r[12], 1);
@@ -360,7 +370,8 @@ typedef struct hashsink {
 static void hash_sink(void *ud, const cpu_event *ev, size_t n) {
     hashsink *s = ud;
     const uint8_t *p = (const uint8_t *)ev;
-    for (size_t i = 0; i < n * sizeof *ev; i++) s->h = (s->h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n * sizeof *ev; i++)
+        s->h = (s->h ^ p[i]) * 1099511628211ull;
     s->n += n;
 }
 
@@ -429,7 +440,9 @@ static virt vm_with(const char *tech, disk_media *m, uint32_t mem, const char *c
     for (int i = 0; files[i]; i++) {
         asm_image img = assemble_file(files[i]);
         for (int k = 0; k < img.nchunks; k++)
-            ck_assert_int_eq(hv_vm_write_phys(v.h, v.vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+            ck_assert_int_eq(hv_vm_write_phys(v.h, v.vm, img.chunks[k].addr, img.chunks[k].data,
+                                              img.chunks[k].len),
+                             0);
         if (i == 0) v.vm->vcpu.pc = img.entry;
         asm_image_free(&img);
     }
@@ -458,7 +471,8 @@ START_TEST(test_vm_read_equivalent) {
     for (int i = 0; files[i]; i++) {
         asm_image img = assemble_file(files[i]);
         for (int k = 0; k < img.nchunks; k++)
-            ck_assert_int_eq(cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+            ck_assert_int_eq(
+                cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
         if (i == 0) c->pc = img.entry;
         asm_image_free(&img);
     }
@@ -474,8 +488,8 @@ START_TEST(test_vm_read_equivalent) {
     for (size_t t = 0; t < sizeof TECH / sizeof TECH[0]; t++) {
         virt v = vm_with(TECH[t], m, 1 << 20, files);
         ck_assert_int_eq(hv_run(v.h, 10000000), CPU_EXIT_HALT);
-        ck_assert_msg(v.vm->console_len == clen && memcmp(v.vm->console, con, clen) == 0, "%s: console '%s'",
-                      TECH[t], v.vm->console ? v.vm->console : "");
+        ck_assert_msg(v.vm->console_len == clen && memcmp(v.vm->console, con, clen) == 0,
+                      "%s: console '%s'", TECH[t], v.vm->console ? v.vm->console : "");
         uint8_t vbuf[512];
         ck_assert_int_eq(hv_vm_read_phys(v.h, v.vm, 0x9000, vbuf, sizeof vbuf), 0);
         ck_assert_msg(memcmp(vbuf, nbuf, sizeof vbuf) == 0, "%s: DMA buffer", TECH[t]);
@@ -515,9 +529,11 @@ START_TEST(test_vm_errors_and_write) {
             v.vm->vcpu.r[3] = k[i].addr;
             v.vm->vcpu.r[4] = k[i].cmd;
             ck_assert_int_eq(hv_run(v.h, 1000000), CPU_EXIT_HALT);
-            ck_assert_msg(v.vm->vcpu.r[5] == k[i].status, "%s case %zu: status 0x%x", TECH[t], i, v.vm->vcpu.r[5]);
+            ck_assert_msg(v.vm->vcpu.r[5] == k[i].status, "%s case %zu: status 0x%x", TECH[t], i,
+                          v.vm->vcpu.r[5]);
             ck_assert_uint_eq(v.vm->vcpu.r[6], 0);
-            if (k[i].cmd == DISK_CMD_WRITE) { /* guest-physical page 0 (its vector table) went to sector 9 */
+            if (k[i].cmd ==
+                DISK_CMD_WRITE) { /* guest-physical page 0 (its vector table) went to sector 9 */
                 uint8_t got[512], mem[512];
                 ck_assert_int_eq(blockdev_read(m->dev, 9, 1, got), 0);
                 ck_assert_int_eq(hv_vm_read_phys(v.h, v.vm, 0, mem, sizeof mem), 0);
@@ -526,7 +542,8 @@ START_TEST(test_vm_errors_and_write) {
                 memcpy(&handler, got + 46 * 4, 4);
                 ck_assert_uint_ne(handler, 0); /* the disk vector was in it */
                 uint8_t zero[512] = {0};
-                ck_assert_int_eq(blockdev_write(m->dev, 9, 1, zero), 0); /* for the next technique */
+                ck_assert_int_eq(blockdev_write(m->dev, 9, 1, zero),
+                                 0); /* for the next technique */
             }
             virt_free(&v);
         }
@@ -543,7 +560,8 @@ static run_result run_scenario(const char *name, const char *lua, const char *ou
     const char *argv[] = {"vlab", p, "--quiet", out_dir ? "--out" : NULL, out_dir, NULL};
     run_result r;
     ck_assert_int_eq(run_vlab(argv, NULL, &r), 0);
-    ck_assert_msg(!strstr(r.err, "AddressSanitizer") && !strstr(r.err, "runtime error"), "%s", r.err);
+    ck_assert_msg(!strstr(r.err, "AddressSanitizer") && !strstr(r.err, "runtime error"), "%s",
+                  r.err);
     return r;
 }
 
@@ -552,7 +570,8 @@ START_TEST(test_lua_scratch_disk_and_machine) {
     path_in(tmp, sizeof tmp, "tmp");
     ck_assert_int_eq(mkdir(tmp, 0700), 0);
     setenv("TMPDIR", tmp, 1);
-    run_result r = run_scenario("s.lua",
+    run_result r = run_scenario(
+        "s.lua",
         "local d = vlab.disk{sectors = 8, latency = 500, per_sector = 5}\n"
         "print(tostring(d), d.sectors, d.readonly, d.kind, d.latency, d.per_sector)\n"
         "expect_eq(d:write(1, 'abc'), 1)\n"
@@ -574,8 +593,11 @@ START_TEST(test_lua_scratch_disk_and_machine) {
         NULL);
     unsetenv("TMPDIR");
     ck_assert_msg(r.status == 0, "%s%s", r.out, r.err);
-    ck_assert_msg(strstr(r.out, "disk \"scratch\" (scratch, 8 sectors, 4 KiB, read-write)\t8\tfalse\tscratch\t500\t5"),
-                  "%s", r.out);
+    ck_assert_msg(
+        strstr(
+            r.out,
+            "disk \"scratch\" (scratch, 8 sectors, 4 KiB, read-write)\t8\tfalse\tscratch\t500\t5"),
+        "%s", r.out);
     ck_assert_msg(strstr(r.out, "1\t1\tok\t2\n"), "%s", r.out);
     run_result_free(&r);
     /* the private folder is gone with the run */
@@ -587,7 +609,8 @@ END_TEST
 
 START_TEST(test_lua_image_is_read_only_and_sandboxed) {
     uint8_t img[1024];
-    for (int i = 0; i < 1024; i++) img[i] = (uint8_t)('a' + i % 26);
+    for (int i = 0; i < 1024; i++)
+        img[i] = (uint8_t)('a' + i % 26);
     write_file("base.img", img, sizeof img);
     char inner[128];
     path_in(inner, sizeof inner, "sub");
@@ -601,7 +624,8 @@ START_TEST(test_lua_image_is_read_only_and_sandboxed) {
     ck_assert_int_eq(r.status, 1);
     run_result_free(&r);
     /* from its own folder: read-only, for Lua and for a guest */
-    r = run_scenario("ro.lua",
+    r = run_scenario(
+        "ro.lua",
         "local d = vlab.disk{image = 'base.img'}\n"
         "expect(d.readonly)\n"
         "expect_eq(d:read(1):sub(1, 3), 'stu')\n"
@@ -662,7 +686,9 @@ START_TEST(test_lua_files_only_in_out) {
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "exists already"), "%s", r.err);
     run_result_free(&r);
-    r = run_scenario("g.lua", "local d = vlab.disk{file = 'new.img'}\nexpect_eq(d:read(2):sub(1, 4), 'kept')\n", out);
+    r = run_scenario(
+        "g.lua", "local d = vlab.disk{file = 'new.img'}\nexpect_eq(d:read(2):sub(1, 4), 'kept')\n",
+        out);
     ck_assert_msg(r.status == 0, "%s", r.err);
     run_result_free(&r);
     r = run_scenario("h.lua", "vlab.disk{file = '../x.img', sectors = 1}\n", out);
