@@ -64,7 +64,8 @@ static int get_cost(lua_State *L, int t, const char *key, uint32_t *slot) {
 static int l_disk(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "sectors");
-    lua_Integer sectors = lua_isnil(L, -1) ? -1 : luaL_checkinteger(L, -1);
+    int has_sectors = !lua_isnil(L, -1);
+    lua_Integer sectors = has_sectors ? luaL_checkinteger(L, -1) : 0;
     lua_getfield(L, 1, "file");
     const char *file = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
     lua_getfield(L, 1, "image");
@@ -73,15 +74,15 @@ static int l_disk(lua_State *L) {
     if (file && image)
         return luaL_error(
             L, "disk: give file= (read-write, in --out) or image= (read-only), not both");
-    if (image && sectors >= 0)
+    if (image && has_sectors)
         return luaL_error(L, "disk: an image= is opened as it is: its size comes from the file");
     if ((file || image) && !ends_img(file ? file : image))
         return luaL_error(L, "disk: '%s': a disk image's name must end in .img",
                           file ? file : image);
-    if (!file && !image && sectors < 0)
+    if (!file && !image && !has_sectors)
         return luaL_error(L, "disk: give sectors= for a scratch disk");
-    if (sectors == 0 || sectors > (lua_Integer)MAX_SECTORS)
-        return luaL_error(L, "disk: sectors must be 1..%u", MAX_SECTORS);
+    if (has_sectors && (sectors < 1 || sectors > (lua_Integer)MAX_SECTORS))
+        return luaL_error(L, "disk: sectors must be 1..%d", (int)MAX_SECTORS);
 
     disk_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
@@ -97,7 +98,7 @@ static int l_disk(lua_State *L) {
         snprintf(b->kind, sizeof b->kind, "file");
         if (sim_lua_out_path(L, file, path, sizeof path, err, sizeof err))
             return luaL_error(L, "disk: %s", err);
-        if (sectors > 0 && blockdev_create_raw(path, (uint32_t)sectors, err, sizeof err))
+        if (has_sectors && blockdev_create_raw(path, (uint32_t)sectors, err, sizeof err))
             return luaL_error(L, "disk: %s", err);
         dev = blockdev_open_raw(path, 1, err, sizeof err);
     } else { /* scratch: created in the private folder, unlinked once open */

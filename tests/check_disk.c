@@ -700,6 +700,33 @@ START_TEST(test_lua_files_only_in_out) {
 }
 END_TEST
 
+START_TEST(test_lua_misuse_raises) {
+    run_result r = run_scenario(
+        "m.lua",
+        "local function fails(f, pat)\n"
+        "  local ok, e = pcall(f)\n"
+        "  expect(not ok and tostring(e):find(pat, 1, true), tostring(e))\n"
+        "end\n"
+        "fails(function() vlab.disk{sectors = 0} end, 'sectors must be 1..2097152')\n"
+        "fails(function() vlab.disk{} end, 'give sectors=')\n"
+        "fails(function() vlab.disk{image = 'a.img', sectors = 3} end, 'opened as it is')\n"
+        "fails(function() vlab.disk{file = 'a.img', image = 'b.img'} end, 'not both')\n"
+        "fails(function() vlab.disk{image = 'nope.img'} end, 'cannot find')\n"
+        "local m = vlab.machine{}\n"
+        "fails(function() m:attach_disk(42) end, 'vlab.disk expected')\n"
+        "local d = vlab.disk{sectors = 2}\n"
+        "fails(function() d.sectors = 3 end, 'cannot be set')\n"
+        "fails(function() d.latency = -1 end, 'cycles must be')\n"
+        "d.latency = 7\n"
+        "expect_eq(d.latency, 7)\n"
+        "fails(function() d:write(2, 'x') end, 'outside the disk')\n"
+        "fails(function() d:read(0, 0) end, 'count must be')\n",
+        NULL);
+    ck_assert_msg(r.status == 0, "%s%s", r.out, r.err);
+    run_result_free(&r);
+}
+END_TEST
+
 Suite *suite_disk(void) {
     Suite *s = suite_create("disk");
     TCase *t = tcase_create("controller");
@@ -726,6 +753,7 @@ Suite *suite_disk(void) {
     tcase_add_test(l, test_lua_scratch_disk_and_machine);
     tcase_add_test(l, test_lua_image_is_read_only_and_sandboxed);
     tcase_add_test(l, test_lua_files_only_in_out);
+    tcase_add_test(l, test_lua_misuse_raises);
     suite_add_tcase(s, l);
     return s;
 }
