@@ -307,7 +307,26 @@ START_TEST(test_no_disk_reads_open_bus) {
 }
 END_TEST
 
-/* DMA over code the CPU has decoded: the next run of it is the new code. */
+/* What a reader of the trace sees at pc 0x3000: the immediates of the
+ * instructions it decodes there, from the trace's page snapshots. */
+typedef struct seen {
+    cpu_trace_reader rd;
+    uint32_t imm[4];
+    int n;
+} seen;
+
+static void seen_insn(void *ud, const cpu_stamped *st) {
+    seen *s = ud;
+    if (st->ev.kind == EV_INSN && st->ev.pc == 0x3000 && s->n < 4) s->imm[s->n++] = st->ev.y;
+}
+
+static void seen_sink(void *ud, const cpu_event *ev, size_t n) {
+    seen *s = ud;
+    cpu_reader_feed(&s->rd, ev, n, seen_insn, s);
+}
+
+/* DMA over code the CPU has decoded: the next run of it is the new code,
+ * and the trace shows the new code too (a fresh snapshot of the page). */
 START_TEST(test_dma_replaces_decoded_code) {
     disk_media *m = image("code.img", 1);
     asm_image newcode = assemble(".org 0x3000\nli r11, 2\nret\n");
@@ -352,9 +371,23 @@ START_TEST(test_dma_replaces_decoded_code) {
         ck_assert_int_eq(
             cpu_phys_write(c, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
     c->pc = 0;
+    cpu_trace t;
+    cpu_trace_init(&t, 64);
+    seen sn = {0};
+    cpu_reader_init(&sn.rd);
+    cpu_trace_add_sink(&t, seen_sink, &sn);
+    t.insns = 1;
+    c->trace = &t; /* blocks and page snapshots, as a normal run records them */
     ck_assert_int_eq(cpu_run(c, 100000), CPU_EXIT_HALT);
+    cpu_trace_flush(&t);
     ck_assert_uint_eq(c->r[12], 1);
     ck_assert_uint_eq(c->r[11], 2);
+    ck_assert_int_eq(sn.n, 2);
+    ck_assert_uint_eq(sn.imm[0], 1); /* li r11, 1 */
+    ck_assert_uint_eq(sn.imm[1], 2); /* li r11, 2: the reader decoded the new bytes */
+    c->trace = NULL;
+    cpu_trace_free(&t);
+    cpu_reader_free(&sn.rd);
     asm_image_free(&img);
     disk_detach_native(c, d);
     cpu_free(c);

@@ -19,8 +19,9 @@
 ; others run.  docs/devices.md describes the controller.
 ;
 ; Memory: vector table at 0x0, kernel code at 0x1000, kernel stack below
-; 0x8000, the DMA buffer at 0x9000, user program at 0x10000 (its buffers
-; must lie in [0x10000, 0x20000)), user stack below 0x20000.  Paging is off.
+; 0x8000, the DMA buffer at 0x9000, kernel variables at 0xa000, user
+; program at 0x10000 (its buffers must lie in [0x10000, 0x20000)), user
+; stack below 0x20000.  Paging is off.
 
         .equ KSTACK,     0x8000
         .equ DMA_BUF,    0x9000
@@ -153,6 +154,8 @@ disk_interrupt:
         pop   r1
         iret
 
-        .align 4
+; the kernel's variables, in a page of their own: a store into the code's
+; page would be self-modifying code to a binary translator
+        .org 0xa000
 disk_done:   .word 0
 disk_status: .word 0
