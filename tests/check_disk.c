@@ -760,6 +760,29 @@ START_TEST(test_lua_misuse_raises) {
 }
 END_TEST
 
+/* The TUI rebuilds a machine by running it again from a checkpoint, without
+ * its devices: a machine with a disk checkpoints after each completion and
+ * each read of a controller register, so every step still rebuilds exactly. */
+START_TEST(test_tui_rebuilds_a_machine_with_a_disk) {
+    static const char lua[] = "local d = vlab.disk{ sectors = 4 }\n"
+                              "d:write(0, 'rebuilt\\n')\n"
+                              "local m = vlab.machine{}\n"
+                              "m:attach_disk(d)\n"
+                              "m:load_file('tiny/disk-kernel.s')\n"
+                              "m:load_file('tiny/disk-user.s', { entry = false })\n"
+                              "m:run()\n"
+                              "expect_eq(m:console(), 'rebuilt\\n')\n";
+    char p[128];
+    write_file("tui.lua", lua, sizeof lua - 1);
+    path_in(p, sizeof p, "tui.lua");
+    const char *argv[] = {"vlab", p, "--tui-script", "@verify q", NULL};
+    run_result r;
+    ck_assert_int_eq(run_vlab(argv, NULL, &r), 0);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "positions: ok"), "%s%s", r.out, r.err);
+    run_result_free(&r);
+}
+END_TEST
+
 Suite *suite_disk(void) {
     Suite *s = suite_create("disk");
     TCase *t = tcase_create("controller");
@@ -787,6 +810,7 @@ Suite *suite_disk(void) {
     tcase_add_test(l, test_lua_image_is_read_only_and_sandboxed);
     tcase_add_test(l, test_lua_files_only_in_out);
     tcase_add_test(l, test_lua_misuse_raises);
+    tcase_add_test(l, test_tui_rebuilds_a_machine_with_a_disk);
     suite_add_tcase(s, l);
     return s;
 }
