@@ -279,6 +279,32 @@ void cpu_request_stop(cpu_t *c) {
     c->event_at = 0;
 }
 
+int cpu_device_add(cpu_t *c, cpu_dev_fn fn, void *ud) {
+    for (int i = 0; i < CPU_NDEV; i++)
+        if (!c->dev[i].fn) {
+            c->dev[i] = (cpu_device){.fn = fn, .ud = ud, .at = UINT64_MAX};
+            return i;
+        }
+    return -1;
+}
+
+void cpu_device_remove(cpu_t *c, int slot) {
+    if (slot >= 0 && slot < CPU_NDEV) c->dev[slot] = (cpu_device){.at = UINT64_MAX};
+}
+
+void cpu_device_at(cpu_t *c, int slot, uint64_t cycle) {
+    if (slot < 0 || slot >= CPU_NDEV || !c->dev[slot].fn) return;
+    c->dev[slot].at = cycle;
+    c->event_at = 0; /* the run loop recomputes when to look next */
+}
+
+uint64_t cpu_device_next(const cpu_t *c) {
+    uint64_t next = UINT64_MAX;
+    for (int i = 0; i < CPU_NDEV; i++)
+        if (c->dev[i].fn && c->dev[i].at < next) next = c->dev[i].at;
+    return next;
+}
+
 void cpu_raise_irq(cpu_t *c, int line) {
     if (line >= 0 && line < 32) c->irq_pending |= 1u << line;
     c->event_at = 0;
@@ -549,11 +575,18 @@ static void update_event_at(cpu_t *c) {
     int extint = c->nonroot && (c->vmx_ctl & VMX_EXTINT_EXIT); /* interrupts exit whatever IF */
     if (c->stop_req || c->halted || (c->irq_pending && ((c->flags & CPU_FL_IF) || extint)))
         c->event_at = 0;
-    else
-        c->event_at = c->timer_period ? c->timer_deadline : UINT64_MAX;
+    else {
+        uint64_t dev = cpu_device_next(c);
+        c->event_at = c->timer_period && c->timer_deadline < dev ? c->timer_deadline : dev;
+    }
 }
 
 static int check_events(cpu_t *c) {
+    for (int i = 0; i < CPU_NDEV; i++) /* devices due: each called once, in slot order */
+        if (c->dev[i].fn && c->cycles >= c->dev[i].at) {
+            c->dev[i].at = UINT64_MAX;
+            c->dev[i].fn(c->dev[i].ud, c);
+        }
     if (c->timer_period && c->cycles >= c->timer_deadline) {
         c->irq_pending |= 1;
         uint64_t late = c->cycles - c->timer_deadline;
@@ -578,12 +611,16 @@ static int check_events(cpu_t *c) {
     return 0;
 }
 
-/* hlt: idle until the timer fires, or stop for good. */
+/* hlt: idle until the timer fires or a device's deadline (whichever comes
+ * first), or stop for good. */
 static int do_halt(cpu_t *c, uint32_t pc) {
     if (c->irq_pending && (c->flags & CPU_FL_IF)) return 0;
-    if ((c->flags & CPU_FL_IF) && c->timer_period) {
-        uint64_t idle = c->timer_deadline > c->cycles ? c->timer_deadline - c->cycles : 0;
-        cpu_emit(c, EV_HALT, 0, 0, pc, (uint32_t)idle, (uint32_t)(idle >> 32));
+    uint64_t wake = cpu_device_next(c);
+    if (c->timer_period && c->timer_deadline < wake) wake = c->timer_deadline;
+    if ((c->flags & CPU_FL_IF) && wake != UINT64_MAX) {
+        uint64_t idle = wake > c->cycles ? wake - c->cycles : 0;
+        int by_device = !(c->timer_period && c->timer_deadline == wake); /* a = 1: a device wakes it */
+        cpu_emit(c, EV_HALT, by_device, 0, pc, (uint32_t)idle, (uint32_t)(idle >> 32));
         c->cycles += idle;
         return 0;
     }

@@ -130,6 +130,19 @@ typedef struct cpu cpu_t;
 /* Port I/O beyond the built-in ports: return 1 if handled. */
 typedef int (*cpu_port_fn)(void *ud, cpu_t *c, int is_out, uint16_t port, uint32_t *value);
 
+/* A device outside cpu/ that needs the CPU's attention at a cycle (the disk
+ * controller's completion, hypervisor/disk.c).  The run loop calls fn once,
+ * at the first block boundary at or after the cycle -- where it would take
+ * a timer interrupt -- so the moment is deterministic; fn typically raises
+ * an IRQ line.  A hlt with interrupts on idles until the earliest deadline. */
+typedef void (*cpu_dev_fn)(void *ud, cpu_t *c);
+#define CPU_NDEV 4
+typedef struct cpu_device {
+    cpu_dev_fn fn; /* NULL: a free slot */
+    void *ud;
+    uint64_t at; /* cycle of the next call; UINT64_MAX: none */
+} cpu_device;
+
 typedef struct cpu_tlb_entry {
     uint32_t vpn;  /* virtual page number + 1 (0 = empty) */
     uint32_t perm; /* TLB_* bits allowed through this entry */
@@ -178,6 +191,7 @@ struct cpu {
     size_t console_len, console_cap, console_max;
     cpu_port_fn port_fn;
     void *port_ud;
+    cpu_device dev[CPU_NDEV]; /* deadlines of devices outside cpu/ */
 
     /* configuration */
     uint8_t behaviour[OP_COUNT];      /* at CPL>0, for configurable ops */
@@ -302,6 +316,14 @@ int cpu_callout_add(cpu_t *c, uint32_t va);
 void cpu_callout_del(cpu_t *c, uint32_t va);
 void cpu_callout_clear(cpu_t *c);
 int cpu_is_callout(const cpu_t *c, uint32_t va);
+
+/* Devices with deadlines: a slot, or -1 when all CPU_NDEV are taken. */
+int cpu_device_add(cpu_t *c, cpu_dev_fn fn, void *ud);
+void cpu_device_remove(cpu_t *c, int slot);
+/* Call the device's fn at `cycle` (UINT64_MAX: cancel). */
+void cpu_device_at(cpu_t *c, int slot, uint64_t cycle);
+/* The earliest device deadline, UINT64_MAX if none. */
+uint64_t cpu_device_next(const cpu_t *c);
 
 /* Console output so far */
 const char *cpu_console(const cpu_t *c, size_t *len);

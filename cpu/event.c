@@ -252,8 +252,11 @@ static const char *const hv_names[EV_HV_LAST - EV_HV_EMULATE] = {
     "hv-emulate", "hv-reflect", "hv-inject", "hv-shadow", "hv-ptwrite", "hv-vmrun", "hv-io", "hv-halt",
     "hv-translate", "hv-pcpu", "hv-to-host", "hv-to-vmm"};
 
+static const char *const disk_names[EV_DISK_LAST - EV_DISK_CMD] = {"disk-cmd", "disk-dma", "disk-done"};
+
 const char *cpu_event_kind_name(int kind) {
     if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) return hv_names[kind - EV_HV_EMULATE];
+    if (kind >= EV_DISK_CMD && kind < EV_DISK_LAST) return disk_names[kind - EV_DISK_CMD];
     static const char *const n[EV_CPU_LAST] = {
         [EV_NONE] = "none",           [EV_INSN] = "insn",
         [EV_SYNC] = "sync",           [EV_TRAP] = "trap",

@@ -31,7 +31,8 @@
  *   EV_SENSITIVE a = behaviour (SILENT/LEAK), pc, x = word 0: a sensitive
  *                instruction ran at CPL>0 without trapping
  *   EV_IO        a = 1 out / 0 in, pc, x = port, y = value
- *   EV_HALT      pc, x|y<<32 = idle cycles until the wake-up (0: halted for good)
+ *   EV_HALT      pc, x|y<<32 = idle cycles until the wake-up (0: halted for good),
+ *                a = 1 when a device's deadline (cpu_device_at) ends the idling
  *   EV_SHUTDOWN  pc, a = vector that could not be delivered (triple fault)
  *   EV_BREAK     pc: a breakpoint stopped the run
  *   EV_TEXT      a = text kind, x = byte length; followed by ceil(x/16)
@@ -86,7 +87,8 @@ enum cpu_event_kind {
     EV_HV_PTWRITE,      /* pc, x = guest-virtual address of a guest page-table write */
     EV_HV_VMRUN,        /* a = VM id: this VM is on the physical CPU now */
     EV_HV_IO,           /* a = 1 out / 0 in, pc, x = port, y = value: a virtual device */
-    EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt */
+    EV_HV_HALT,         /* a = VM id, x = 1 for good / 0 idle until a virtual interrupt,
+                         * b = 1 when the disk's completion comes first */
     EV_HV_TRANSLATE,    /* a = 0 translated / 1 dropped / 2 retranslated, pc, x = virtual page,
                          * y = critical instructions | blocks << 16 */
     EV_HV_PCPU,         /* a = physical CPU: the events that follow happen on it (machines
@@ -96,7 +98,16 @@ enum cpu_event_kind {
     EV_HV_TO_VMM,       /* pc = where the host world stopped, x = VM id (~0: VMApp powering on),
                          * a = 1 the host world failed: the world switch back */
     EV_HV_LAST,
-    /* 64-95: devices and memory, 96-127: sim (reserved) */
+    /* 64-95: devices and memory.  64-71: the disk (hypervisor/disk.h); a =
+     * the command (1 read, 2 write) | DISK_EV_VIRTUAL (0x10) when the
+     * hypervisor's device model of a VM did it (pc is then the guest's). */
+    EV_DISK_CMD = 64, /* a = cmd, b = sector count, pc, x = first sector (LBA), y = buffer address:
+                       * a request was issued (the controller's command register was written) */
+    EV_DISK_DMA,      /* a = cmd, b = sector count, pc, x = buffer address, y = bytes moved */
+    EV_DISK_DONE,     /* a = cmd, b = status error code (0: success), pc, x = LBA, y = count:
+                       * the request completed or failed; the completion interrupt follows */
+    EV_DISK_LAST,
+    /* 96-127: sim (reserved) */
     EV_KIND_COUNT = 128
 };
 

@@ -1,7 +1,7 @@
 /* cpu/io.c -- port I/O: the console (a COM1-like output port at 0x3f8), the
  * programmable interval timer (port 0x40: a period in cycles; it raises IRQ 0
  * every period, deterministically from the cycle counter), and a hook for
- * devices that live outside cpu/ (the disk arrives with the hypervisor). */
+ * devices that live outside cpu/ (the disk controller, hypervisor/disk.c). */
 #include "cpu/io.h"
 
 #include <stdlib.h>
@@ -45,9 +45,20 @@ void io_port(cpu_t *c, int is_out, uint16_t port, uint32_t *value, uint32_t pc) 
         }
         break;
     default:
-        if (!(c->port_fn && c->port_fn(c->port_ud, c, is_out, port, value)) && !is_out)
+        /* an out is recorded before the device acts, so what the device
+         * records (the disk's request) follows the access that caused it */
+        if (is_out) cpu_emit(c, EV_IO, is_out, 0, pc, port, *value);
+        if (c->port_fn) { /* the device sees c->pc at the instruction, for its own events */
+            uint32_t npc = c->pc;
+            c->pc = pc;
+            int handled = c->port_fn(c->port_ud, c, is_out, port, value);
+            c->pc = npc;
+            if (!handled && !is_out) *value = 0xffffffffu;
+        } else if (!is_out) {
             *value = 0xffffffffu; /* nothing answers: an open bus reads all ones */
-        break;
+        }
+        if (!is_out) cpu_emit(c, EV_IO, is_out, 0, pc, port, *value);
+        return;
     }
     cpu_emit(c, EV_IO, is_out, 0, pc, port, *value);
 }

@@ -94,6 +94,8 @@ int cpu_snapshot_restore(cpu_t *c, const cpu_snapshot *s) {
     /* devices, policy, costs */
     c->timer_period = r->timer_period;
     c->timer_deadline = r->timer_deadline;
+    for (int i = 0; i < CPU_NDEV; i++) /* the deadlines; which devices are attached is c's */
+        if (c->dev[i].fn) c->dev[i].at = r->dev[i].fn ? r->dev[i].at : UINT64_MAX;
     c->event_at = 0; /* the run loop recomputes it */
     c->irq_pending = r->irq_pending;
     memcpy(c->behaviour, r->behaviour, sizeof c->behaviour);

@@ -2,10 +2,11 @@
  * device of 512-byte sectors.
  *
  * Two kinds implement it: a raw image file on the host, read and written by
- * sector with pread/pwrite and never loaded whole (hypervisor/disk.c), and a
+ * sector with pread/pwrite and never loaded whole (hypervisor/rawdisk.c), and a
  * copy-on-write overlay over a read-only base image (hypervisor/cowdisk.c,
- * qcow2-style).  The controller (bare machine) and the hypervisor's device
- * model (VMs) only ever see this interface, so either backs either. */
+ * qcow2-style).  The controller (hypervisor/disk.c: the bare machine's, and
+ * the hypervisor's device model for VMs) only ever sees this interface, so
+ * either backs either. */
 #ifndef VLAB_HYPERVISOR_BLOCKDEV_H
 #define VLAB_HYPERVISOR_BLOCKDEV_H
 

@@ -129,11 +129,11 @@ static void load(hv *h, hv_vm *vm) {
 }
 
 /* Arm the hypervisor's timer for the end of the slice or the VM's next
- * virtual tick, whichever comes first. */
+ * virtual device event (tick, disk completion), whichever comes first. */
 static void arm_timer(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     uint64_t next = h->slice_end;
-    if (vm->vcpu.vtimer_period && vm->vcpu.vtimer_deadline < next) next = vm->vcpu.vtimer_deadline;
+    if (hv_vdev_deadline(vm) < next) next = hv_vdev_deadline(vm); /* its virtual timer or disk */
     c->timer_period = 0xffffffffu;
     c->timer_deadline = next > c->cycles ? next : c->cycles;
     c->event_at = 0;
@@ -181,8 +181,9 @@ static int wake(hv *h) {
             hv_vm *vm = h->vms[i];
             if (vm->done) continue;
             if (vm->vcpu.halted) {
-                if (c->cycles >= vm->vcpu.vtimer_deadline) vm->vcpu.halted = 0;
-                else if (vm->vcpu.vtimer_deadline < next) next = vm->vcpu.vtimer_deadline;
+                uint64_t due = hv_vdev_deadline(vm); /* its virtual timer or disk */
+                if (c->cycles >= due) vm->vcpu.halted = 0;
+                else if (due < next) next = due;
             }
             any |= free_to_run(h, vm);
         }
@@ -293,7 +294,8 @@ static int idle(hv *h) {
     uint64_t next = UINT64_MAX, busy = UINT64_MAX;
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
-        if (!vm->done && vm->vcpu.halted && vm->vcpu.vtimer_deadline < next) next = vm->vcpu.vtimer_deadline;
+        if (!vm->done && vm->vcpu.halted && hv_vdev_deadline(vm) < next)
+            next = hv_vdev_deadline(vm); /* its virtual timer or disk */
     }
     for (int p = 0; p < h->ncpus; p++)
         if (p != h->active && h->pcpu[p].vm >= 0 && clock_of(h, p) < busy) busy = clock_of(h, p);

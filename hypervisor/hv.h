@@ -34,6 +34,11 @@ enum hv_technique { HV_NATIVE = 0, HV_TRAP_EMULATE = 1, HV_VTX = 2, HV_BT = 3, H
 
 /* Virtual interrupt lines of a vCPU (vector 32 + line). */
 #define HV_VIRQ_TIMER 0
+#define HV_VIRQ_DISK 14 /* the virtual disk's completion (DISK_IRQ, hypervisor/disk.h) */
+
+struct disk_media;
+struct disk_ctl;
+struct hv_vdisk;
 
 typedef struct hv_adaptive hv_adaptive;
 
@@ -116,6 +121,7 @@ typedef struct hv_vm {
     uint64_t last_cycle;  /* the cycle it left a physical CPU: it never runs earlier again */
     int last_cpu;         /* the physical CPU it ran on last (-1: none yet) */
     uint64_t migrations;  /* slices it ran on another CPU than the one before */
+    struct hv_vdisk *vdisk; /* its disk controller (the device model, vdev.c), or NULL */
 } hv_vm;
 
 /* A physical CPU of the machine.  The one running now (hv.active) has its
@@ -216,6 +222,12 @@ int hv_vm_read_phys(hv *h, hv_vm *vm, uint32_t gpa, void *dst, size_t n);
  * kernel's rights; -1 where the guest would fault. */
 int hv_vm_read_virt(hv *h, hv_vm *vm, uint32_t va, void *dst, size_t n);
 int hv_vm_write_virt(hv *h, hv_vm *vm, uint32_t va, const void *src, size_t n);
+
+/* Give the VM a disk controller on media (a reference is taken): its
+ * guest reaches it on ports 0x1f0-0x1f5 and gets virtual IRQ 14 (docs/
+ * devices.md).  -1 with a message if it has one already. */
+int hv_vm_attach_disk(hv *h, hv_vm *vm, struct disk_media *media, char *err, size_t errlen);
+const struct disk_ctl *hv_vm_disk(const hv_vm *vm); /* NULL: no disk */
 
 /* Run the VMs until every one has halted or shut down, or max_steps ran.
  * Returns a cpu exit reason of the last run slice (CPU_EXIT_BUDGET when

@@ -77,6 +77,12 @@ int hv_bt_callout(hv *h, hv_vm *vm);
 /* vdev.c */
 uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint32_t pc);
 uint32_t hv_vcpuid(const hv_vm *vm, uint32_t leaf);
+/* The virtual devices' time: the timer's tick and the disk's completion
+ * set their virtual IRQ lines pending when due. */
+void hv_vdev_tick(hv *h, hv_vm *vm);
+uint64_t hv_vdev_deadline(const hv_vm *vm); /* the earliest of them; UINT64_MAX: none */
+int hv_vdev_disk_first(const hv_vm *vm);    /* 1: the earliest is the disk's completion */
+void hv_vdev_free(hv_vm *vm);
 
 /* vmx.c */
 void hv_vmx_enter(hv *h, hv_vm *vm); /* load the guest state, VM entry */

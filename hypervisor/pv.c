@@ -105,9 +105,9 @@ int hv_pv_hypercall(hv *h, hv_vm *vm) {
         break;
     case HC_BLOCK:
         v->vif = 1;
-        if (v->virq_pending || !v->vtimer_period) break; /* nothing to wait for, or due already */
+        if (v->virq_pending || hv_vdev_deadline(vm) == UINT64_MAX) break; /* nothing to wait for, or due */
         v->halted = 1;
-        hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+        hv_emit(h, EV_HV_HALT, vm->id, hv_vdev_disk_first(vm), x->pc, 0, 0);
         break;
     case HC_SET_STATUS: {
         uint32_t old = v->vcr[CR_STATUS];

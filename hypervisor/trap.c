@@ -75,15 +75,11 @@ void hv_reflect(hv *h, hv_vm *vm, int vector, int cause, uint32_t err, uint32_t 
     }
 }
 
-/* The virtual timer, and injection of a pending virtual interrupt. */
+/* The virtual devices, and injection of a pending virtual interrupt. */
 void hv_check_virq(hv *h, hv_vm *vm) {
     hv_vcpu *v = &vm->vcpu;
     cpu_t *c = h->host;
-    if (v->vtimer_period && c->cycles >= v->vtimer_deadline) {
-        v->virq_pending |= 1u << HV_VIRQ_TIMER;
-        uint64_t late = c->cycles - v->vtimer_deadline;
-        v->vtimer_deadline += (uint64_t)v->vtimer_period * (late / v->vtimer_period + 1);
-    }
+    hv_vdev_tick(h, vm); /* the virtual timer's tick, the virtual disk's completion */
     if (v->virq_pending && v->vif) {
         int line = __builtin_ctz(v->virq_pending);
         v->virq_pending &= ~(1u << line);
@@ -148,9 +144,10 @@ static int emulate(hv *h, hv_vm *vm, const cpu_exit *x, uint32_t cost, int tag) 
         break;
     }
     case OP_HLT:
-        if (v->vif && v->vtimer_period) { /* wait for the virtual timer: the CPU goes to another VM */
+        if (v->vif && hv_vdev_deadline(vm) != UINT64_MAX) { /* wait for the virtual timer or disk:
+                                                              * the CPU goes to another VM */
             v->halted = 1;
-            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+            hv_emit(h, EV_HV_HALT, vm->id, hv_vdev_disk_first(vm), x->pc, 0, 0);
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);
             vm->done = 1;

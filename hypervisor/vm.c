@@ -102,6 +102,7 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
 
 void hv_vm_free(hv_vm *vm) {
     if (!vm) return;
+    hv_vdev_free(vm);
     free(vm->p2m);
     free(vm->pt_frames);
     for (int i = 0; i < HV_SHADOW_CACHE; i++) free(vm->shadows[i].pts);

@@ -99,16 +99,12 @@ void hv_vmx_leave(hv *h, hv_vm *vm) {
     cpu_tlb_flush(c);
 }
 
-/* The virtual timer, then event injection (on VM entry, SDM 26.6) when the
+/* The virtual devices, then event injection (on VM entry, SDM 26.6) when the
  * guest's IF allows, or interrupt-window exiting to wait until it does. */
 void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     hv_vcpu *v = &vm->vcpu;
-    if (v->vtimer_period && c->cycles >= v->vtimer_deadline) {
-        v->virq_pending |= 1u << HV_VIRQ_TIMER;
-        uint64_t late = c->cycles - v->vtimer_deadline;
-        v->vtimer_deadline += (uint64_t)v->vtimer_period * (late / v->vtimer_period + 1);
-    }
+    hv_vdev_tick(h, vm); /* the virtual timer's tick, the virtual disk's completion */
     if (!v->virq_pending) {
         c->vmx_ctl &= ~VMX_INTWIN_EXIT;
         return;
@@ -124,6 +120,10 @@ void hv_vmx_deliver_pending(hv *h, hv_vm *vm) {
     hv_emit(h, EV_HV_INJECT, VEC_IRQ0 + line, 0, c->pc, 0, 0);
     c->exit.reason = CPU_EXIT_NONE;
     deliver(h, vm, VEC_IRQ0 + line, CAUSE_IRQ, 0, (uint32_t)line); /* through the guest's own table */
+    /* another one waits (the disk behind the timer): exit as soon as the
+     * guest's handler enables interrupts again, or the next tick would
+     * always come first and starve it */
+    if (v->virq_pending) c->vmx_ctl |= VMX_INTWIN_EXIT;
 }
 
 static int handle_exit(hv *h, hv_vm *vm);
@@ -164,9 +164,10 @@ static int handle_exit(hv *h, hv_vm *vm) {
     case VMX_EXIT_INTWIN: break; /* the guest enabled interrupts: inject below */
     case VMX_EXIT_HLT:
         c->pc = x->next_pc;
-        if ((c->flags & CPU_FL_IF) && v->vtimer_period) { /* wait for its next tick: hlt yields */
+        if ((c->flags & CPU_FL_IF) && hv_vdev_deadline(vm) != UINT64_MAX) { /* wait for its next
+                                                                           * tick or disk: hlt yields */
             v->halted = 1;
-            hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 0, 0);
+            hv_emit(h, EV_HV_HALT, vm->id, hv_vdev_disk_first(vm), x->pc, 0, 0);
             return 0;
         } else {
             hv_emit(h, EV_HV_HALT, vm->id, 0, x->pc, 1, 0);

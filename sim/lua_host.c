@@ -4,6 +4,7 @@
  * (shaped like lua.c's msghandler/docall). */
 #include "sim/lua_host.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -100,6 +101,7 @@ typedef struct host {
     char *scenario_dir; /* realpath */
     char *guest_dir;    /* realpath, or NULL */
     char *out_dir;      /* realpath, or NULL */
+    char *temp_dir;     /* the run's private temporary folder (scratch disks), or NULL */
 } host;
 
 static host *H_of(lua_State *L) {
@@ -149,8 +151,8 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errlen) {
     return buf;
 }
 
-char *sim_lua_read_file(lua_State *L, const char *path, size_t *len, char *resolved, size_t rlen,
-                        char *err, size_t errlen) {
+int sim_lua_resolve_read(lua_State *L, const char *path, char *resolved, size_t rlen, char *err,
+                         size_t errlen) {
     host *h = H_of(L);
     char cand[PATH_MAX];
     const char *roots[2] = {h->scenario_dir, h->guest_dir};
@@ -170,16 +172,80 @@ char *sim_lua_read_file(lua_State *L, const char *path, size_t *len, char *resol
                      "--unsafe lifts this)",
                      path);
             free(rp);
-            return NULL;
+            return -1;
         }
-        if (resolved) snprintf(resolved, rlen, "%s", rp);
-        char *buf = slurp(rp, len, err, errlen);
+        snprintf(resolved, rlen, "%s", rp);
         free(rp);
-        return buf;
+        return 0;
     }
     snprintf(err, errlen, "cannot find '%s' in the scenario's folder%s", path,
              h->guest_dir ? " or the guest library" : "");
-    return NULL;
+    return -1;
+}
+
+char *sim_lua_read_file(lua_State *L, const char *path, size_t *len, char *resolved, size_t rlen,
+                        char *err, size_t errlen) {
+    char rp[PATH_MAX];
+    if (sim_lua_resolve_read(L, path, rp, sizeof rp, err, errlen)) return NULL;
+    if (resolved) snprintf(resolved, rlen, "%s", rp);
+    return slurp(rp, len, err, errlen);
+}
+
+int sim_lua_out_path(lua_State *L, const char *name, char *path, size_t plen, char *err,
+                     size_t errlen) {
+    host *h = H_of(L);
+    if (!h->out_dir && !h->s->opt.unsafe) {
+        snprintf(err, errlen, "writing files needs an output folder: run with --out DIR");
+        return -1;
+    }
+    if (!h->s->opt.unsafe && (name[0] == '/' || strstr(name, "..") || !*name)) {
+        snprintf(err, errlen, "'%s' must be a plain name inside the output folder", name);
+        return -1;
+    }
+    if (name[0] == '/' || !h->out_dir)
+        snprintf(path, plen, "%s", name);
+    else
+        snprintf(path, plen, "%s/%s", h->out_dir, name);
+    return 0;
+}
+
+const char *sim_lua_temp_dir(lua_State *L, char *err, size_t errlen) {
+    host *h = H_of(L);
+    if (h->temp_dir) return h->temp_dir;
+    const char *base = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof tmpl, "%s/vlab-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl)) {
+        snprintf(err, errlen, "cannot create a temporary folder in %s: %s",
+                 base && *base ? base : "/tmp", strerror(errno));
+        return NULL;
+    }
+    h->temp_dir = strdup(tmpl);
+    if (!h->temp_dir) {
+        rmdir(tmpl);
+        snprintf(err, errlen, "out of memory");
+    }
+    return h->temp_dir;
+}
+
+/* The private temporary folder goes at the end of the run, with whatever
+ * is left in it (only vlab's own files: the folder was made by mkdtemp). */
+static void remove_temp_dir(host *h) {
+    if (!h->temp_dir) return;
+    DIR *d = opendir(h->temp_dir);
+    if (d) {
+        struct dirent *e;
+        char p[PATH_MAX];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", h->temp_dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(h->temp_dir);
+    free(h->temp_dir);
+    h->temp_dir = NULL;
 }
 
 /* vlab.read_file(path) -> string */
@@ -196,21 +262,12 @@ static int l_read_file(lua_State *L) {
 
 /* vlab.write_file(name, data): whole or not at all, inside --out DIR. */
 static int l_write_file(lua_State *L) {
-    host *h = H_of(L);
     const char *name = luaL_checkstring(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
-    if (!h->out_dir && !h->s->opt.unsafe)
-        return luaL_error(L,
-                          "write_file: writing files needs an output folder: run with --out DIR");
-    if (!h->s->opt.unsafe && (name[0] == '/' || strstr(name, "..") || !*name))
-        return luaL_error(L, "write_file: '%s' must be a plain name inside the output folder",
-                          name);
-    if (name[0] == '/' || !h->out_dir)
-        snprintf(path, sizeof path, "%s", name);
-    else
-        snprintf(path, sizeof path, "%s/%s", h->out_dir, name);
+    char path[PATH_MAX], tmp[PATH_MAX + 8], err[PATH_MAX + 64];
+    if (sim_lua_out_path(L, name, path, sizeof path, err, sizeof err))
+        return luaL_error(L, "write_file: %s", err);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return luaL_error(L, "write_file: cannot create '%s': %s", path, strerror(errno));
@@ -481,6 +538,7 @@ static void open_vlab(lua_State *L, const sim_options *o) {
     lua_setglobal(L, "vlab");
     sim_lua_open_machine(L); /* adds vlab.machine */
     sim_lua_open_hv(L);      /* adds vlab.hypervisor */
+    sim_lua_open_disk(L);    /* adds vlab.disk */
     lua_pushcfunction(L, l_expect);
     lua_setglobal(L, "expect");
     lua_pushcfunction(L, l_expect_eq);
@@ -581,7 +639,8 @@ int sim_run_scenario(const sim_options *opt_in, sim_history **history_out) {
             rc = SIM_EXIT_FAIL;
         }
     }
-    lua_close(L);
+    lua_close(L); /* closes the disks */
+    remove_temp_dir(&h);
     cpu_trace_flush(&s->trace);
     if (history_out) {
         s->keep_history_after_close = 1;

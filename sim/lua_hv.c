@@ -347,6 +347,24 @@ static int vm_stats(lua_State *L) {
     return 1;
 }
 
+/* vm:attach_disk(d): the VM's device model gets a disk controller backed by d */
+static int vm_attach_disk(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    struct disk_media *media = sim_lua_check_disk(L, 2);
+    char err[160];
+    if (hv_vm_attach_disk(vb->owner->h, vb->vm, media, err, sizeof err))
+        return luaL_error(L, "attach_disk: %s", err);
+    vb->owner->m->host_dirty = 1;
+    return 0;
+}
+
+/* vm:disk() -> its disk controller's figures, or nil without a disk */
+static int vm_disk(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    sim_lua_push_disk_stats(L, hv_vm_disk(vb->vm));
+    return 1;
+}
+
 static void set_bool(lua_State *L, const char *k, int v) {
     lua_pushboolean(L, v);
     lua_setfield(L, -2, k);
@@ -688,6 +706,7 @@ void sim_lua_open_hv(lua_State *L) {
                                           {"bytes", vm_bytes},     {"stats", vm_stats},
                                           {"push", vm_push},       {"pop", vm_pop},
                                           {"vmcs", vm_vmcs},
+                                          {"attach_disk", vm_attach_disk}, {"disk", vm_disk},
                                           {NULL, NULL}};
     static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},
                                        {"__tostring", vm_tostring}, {NULL, NULL}};

@@ -11,6 +11,7 @@
 
 #include "cpu/asm.h"
 #include "cpu/cpu.h"
+#include "hypervisor/disk.h"
 #include "sim/lua_host.h"
 #include "viz/text.h"
 
@@ -485,6 +486,10 @@ static int run_machine(lua_State *L, int ud, sim_machine *m, uint64_t max, unsig
             }
             continue;
         }
+        if (rc == CPU_EXIT_STOP && m->disk && m->disk->stop_on_done) {
+            m->host_dirty = 1; /* the disk wrote memory: checkpoint here (see m_attach_disk) */
+            continue;
+        }
         if (rc == CPU_EXIT_EVENT) {
             if (until_matches(until, &c->stop_event)) {
                 const char *why = c->stop_event.kind == EV_TRAP
@@ -883,6 +888,28 @@ static int m_translate(lua_State *L) {
     return 1;
 }
 
+/* m:attach_disk(d): the machine gets a disk controller on ports 0x1f0-0x1f5
+ * and IRQ 14, backed by d (docs/devices.md). */
+static int m_attach_disk(lua_State *L) {
+    sim_machine *m = checkm_w(L, 1);
+    disk_media *media = sim_lua_check_disk(L, 2);
+    char err[160];
+    if (m->disk) return luaL_error(L, "attach_disk: machine %d has a disk already", m->id);
+    m->disk = disk_attach_native(m->cpu, media, err, sizeof err);
+    if (!m->disk) return luaL_error(L, "attach_disk: %s", err);
+    /* the TUI rebuilds a machine by running it again without its devices:
+     * a checkpoint right after each completion keeps that exact */
+    m->disk->stop_on_done = sim_lua_session(L)->history != NULL;
+    return 0;
+}
+
+/* m:disk() -> the controller's figures, or nil without a disk */
+static int m_disk(lua_State *L) {
+    sim_machine *m = checkm(L, 1);
+    sim_lua_push_disk_stats(L, m->disk);
+    return 1;
+}
+
 static int m_note(lua_State *L) {
     sim_machine *m = checkm(L, 1);
     size_t n;
@@ -922,6 +949,8 @@ static const luaL_Reg methods[] = {{"load", m_load},
                                    {"translate", m_translate},
                                    {"note", m_note},
                                    {"reset", m_reset},
+                                   {"attach_disk", m_attach_disk},
+                                   {"disk", m_disk},
                                    {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {

@@ -1,6 +1,8 @@
 /* sim/session.c -- a run's options, budgets, machines and trace sinks. */
 #include "sim/session.h"
 
+#include "hypervisor/disk.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,8 @@ void sim_machine_free(sim_session *s, sim_machine *m) {
     m->nimages = 0;
     free(m->vm_lines);
     m->vm_lines = NULL;
+    disk_detach_native(m->cpu, m->disk);
+    m->disk = NULL;
     cpu_free(m->cpu);
     m->cpu = NULL;
     free(m);
@@ -253,6 +257,16 @@ static void sb_quoted(strbuf *b, const char *s, size_t n, size_t max) {
 void sim_register_hv(sim_session *s, struct hv *h, sim_machine *host) {
     (void)host;
     if (s->nhvs < (int)(sizeof s->hvs / sizeof s->hvs[0])) s->hvs[s->nhvs++] = h;
+}
+
+/* A disk controller's figures (hypervisor/disk.h), one line. */
+static void summary_disk(strbuf *b, const char *indent, const struct disk_ctl *d) {
+    if (!d) return;
+    sb_printf(b, "%sdisk: %llu request%s, %llu sectors read, %llu written, %llu failed, %llu cycles busy\n",
+              indent, (unsigned long long)d->requests, d->requests == 1 ? "" : "s",
+              (unsigned long long)d->sectors_read,
+              (unsigned long long)d->sectors_written, (unsigned long long)d->failures,
+              (unsigned long long)d->busy_cycles);
 }
 
 static void summary_vms(strbuf *b, const sim_session *s, const hv *h);
@@ -325,6 +339,7 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                 any = 1;
             }
         if (any) sb_printf(b, "\n");
+        summary_disk(b, "    ", hv_vm_disk(vm));
         if (vm->console_len) {
             sb_printf(b, "    console: ");
             sb_quoted(b, vm->console, vm->console_len, 400);
@@ -379,6 +394,7 @@ void sim_print_summary(sim_session *s) {
                 sb_printf(&b, "  instructions emulated by the host: %llu\n",
                           (unsigned long long)k->emulated);
         }
+        summary_disk(&b, "  ", m->disk);
         if (m->vm_lines) sb_printf(&b, "%s", m->vm_lines);
         for (int hi = 0; hi < s->nhvs; hi++)
             if (s->hvs[hi]->host == c) summary_vms(&b, s, s->hvs[hi]);

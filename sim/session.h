@@ -58,6 +58,7 @@ typedef struct sim_machine {
     int lua_ref; /* registry reference of the Lua handler table, or LUA_NOREF */
     int host_dirty;  /* the host changed the machine since the last history checkpoint */
     char *vm_lines;  /* summary lines of the VMs of hypervisors already collected on it */
+    struct disk_ctl *disk; /* its disk controller (m:attach_disk), or NULL */
 } sim_machine;
 
 typedef struct sim_session {

@@ -369,8 +369,9 @@ static const char *proc_node(const char *dot, int n, char *tip, size_t len) {
 START_TEST(test_process_band) {
     run_result r;
     /* vlab-os natively: nothing before its first `wrcr ptbr`, then its boot page
-     * directory, then its four processes, numbered from 0 in the order they first run */
-    const char *a1[] = {"scenarios/guest-os-native.lua", "--view", "schedule", NULL};
+     * directory, then its processes (six: the machine has a disk), numbered from 0
+     * in the order they first run */
+    const char *a1[] = {"scenarios/guest-os-native.lua", "--view", "schedule", "--to", "8000", NULL};
     char *t = export_text(a1, &r);
     char tip[256];
     ck_assert_ptr_nonnull(proc_node(t, 1, tip, sizeof tip));
@@ -380,13 +381,14 @@ START_TEST(test_process_band) {
                                        "process 2: page tables at 0x00024000",
                                        "process 3: page tables at 0x00028000",
                                        "process 4: page tables at 0x0002c000",
-                                       "process 1: page tables at 0x00020000"};
+                                       "process 5: page tables at 0x00030000"};
     for (int i = 0; i < 6; i++) {
         ck_assert_ptr_nonnull(proc_node(t, i + 2, tip, sizeof tip));
         ck_assert_msg(strncmp(tip, want[i], strlen(want[i])) == 0, "span %d: %s", i + 2, tip);
     }
-    ck_assert(!strstr(t, "process 5")); /* four processes and the boot page directory */
-    ck_assert(strstr(t, "label=<process 1 <FONT POINT-SIZE=\"6\">0x00020000</FONT>>"));
+    ck_assert(strstr(t, "process 6: page tables at 0x00034000"));
+    ck_assert(!strstr(t, "process 7")); /* six processes and the boot page directory */
+    ck_assert(strstr(t, "label=<process 4 <FONT POINT-SIZE=\"6\">0x0002c000</FONT>>"));
     ck_assert(strstr(t, "guest process: its page tables"));
     free(t);
     run_result_free(&r);

@@ -14,6 +14,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/isa.h"
+#include "hypervisor/disk.h"
 
 void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet) {
     memset(t, 0, sizeof *t);
@@ -63,6 +64,42 @@ int viz_show_parse(const char *list, unsigned *mask, char *bad, size_t badlen) {
     return 0;
 }
 
+/* The disk controller's events (hypervisor/disk.h); "hv: device model"
+ * when the hypervisor emulated the disk of a VM. */
+static void disk_text(const cpu_event *e, char *buf, size_t len) {
+    int cmd = e->a & 0x0f, virt = !!(e->a & DISK_EV_VIRTUAL);
+    const char *who = virt ? "   hv: device model: disk" : "   disk";
+    const char *op = cmd == DISK_CMD_READ ? "read" : cmd == DISK_CMD_WRITE ? "write" : "command";
+    switch (e->kind) {
+    case EV_DISK_CMD:
+        if (cmd == DISK_CMD_READ || cmd == DISK_CMD_WRITE)
+            snprintf(buf, len, "%s: %s request, %u sector%s at sector %u %s %s 0x%08x", who, op, e->b,
+                     e->b == 1 ? "" : "s", e->x, cmd == DISK_CMD_READ ? "into" : "from",
+                     virt ? "guest-physical" : "physical", e->y);
+        else
+            snprintf(buf, len, "%s: command %d", who, cmd);
+        break;
+    case EV_DISK_DMA:
+        if (cmd == DISK_CMD_READ)
+            snprintf(buf, len, "%s: DMA %u bytes disk -> %s memory at 0x%08x", who, e->y,
+                     virt ? "guest-physical" : "physical", e->x);
+        else
+            snprintf(buf, len, "%s: DMA %u bytes %s memory at 0x%08x -> disk", who, e->y,
+                     virt ? "guest-physical" : "physical", e->x);
+        break;
+    default:
+        if (e->b == DISK_E_BUSY)
+            snprintf(buf, len, "%s: %s refused: %s", who, op, disk_error_name(e->b));
+        else if (e->b)
+            snprintf(buf, len, "%s: %s of sector %u failed: error %d, %s; completion interrupt", who,
+                     op, e->x, e->b, disk_error_name(e->b));
+        else
+            snprintf(buf, len, "%s: %s of %u sector%s at sector %u done; completion interrupt", who,
+                     op, e->y, e->y == 1 ? "" : "s", e->x);
+        break;
+    }
+}
+
 const char *viz_vector_name(int v, char *buf, size_t len) {
     switch (v) {
     case VEC_DE: return "#DE";
@@ -73,6 +110,7 @@ const char *viz_vector_name(int v, char *buf, size_t len) {
     case VEC_PF: return "#PF";
     case VEC_MC: return "#MC";
     case VEC_IRQ0: return "timer";
+    case VEC_IRQ0 + DISK_IRQ: return "disk";
     case VEC_SYSCALL: return "syscall";
     }
     if (v > VEC_IRQ0 && v < VEC_IRQ0 + 32)
@@ -152,6 +190,12 @@ static const char *port_name(uint32_t port) {
     switch (port) {
     case PORT_CONSOLE: return " (console)";
     case PORT_TIMER: return " (timer)";
+    case DISK_PORT_CMD: return " (disk command)";
+    case DISK_PORT_STATUS: return " (disk status)";
+    case DISK_PORT_LBA: return " (disk sector)";
+    case DISK_PORT_COUNT: return " (disk count)";
+    case DISK_PORT_ADDR: return " (disk buffer)";
+    case DISK_PORT_SIZE: return " (disk size)";
     default: return "";
     }
 }
@@ -200,8 +244,8 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
     case EV_HALT: {
         uint64_t idle = e->x | (uint64_t)e->y << 32;
         if (idle)
-            snprintf(buf, len, "   hlt: idle for %llu cycles until the timer",
-                     (unsigned long long)idle);
+            snprintf(buf, len, "   hlt: idle for %llu cycles until %s", (unsigned long long)idle,
+                     e->a ? "a device's deadline (the disk)" : "the timer");
         else
             snprintf(buf, len, "   hlt: halted (nothing can wake the CPU)");
         break;
@@ -298,7 +342,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         break;
     }
     case EV_HV_HALT:
-        snprintf(buf, len, e->x ? "   hv: vm %d is finished" : "   hv: vm %d idles until its next tick",
+        snprintf(buf, len,
+                 e->x   ? "   hv: vm %d is finished"
+                 : e->b ? "   hv: vm %d idles until its disk completes"
+                        : "   hv: vm %d idles until its next tick",
                  e->a);
         break;
     case EV_HV_PCPU: snprintf(buf, len, "   hv: physical CPU %d takes its turn", e->a); break;
@@ -315,6 +362,9 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
                                     : "   hv: VMDriver switches back: world switch to the VMM, vm %d goes on",
                      (int)e->x);
         break;
+    case EV_DISK_CMD:
+    case EV_DISK_DMA:
+    case EV_DISK_DONE: disk_text(e, buf, len); break;
     default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
     }
 }
@@ -338,6 +388,10 @@ unsigned viz_event_class(const cpu_event *e) {
     case EV_VMEXIT:
     case EV_VMENTRY: return VIZ_SHOW_EXITS;
     case EV_HV_IO: return VIZ_SHOW_EXITS | VIZ_SHOW_IO; /* a virtual device */
+    case EV_DISK_CMD:
+    case EV_DISK_DMA:
+    case EV_DISK_DONE: /* the device model of a VM is the hypervisor's work too */
+        return (e->a & DISK_EV_VIRTUAL) ? VIZ_SHOW_EXITS | VIZ_SHOW_IO : VIZ_SHOW_IO;
     default:
         if (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) return VIZ_SHOW_EXITS;
         return VIZ_SHOW_TRAPS;
@@ -345,7 +399,8 @@ unsigned viz_event_class(const cpu_event *e) {
 }
 
 int viz_event_by_hv(const cpu_event *e) {
-    return (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) || (e->kind == EV_ASPACE && e->a);
+    return (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) || (e->kind == EV_ASPACE && e->a) ||
+           (e->kind >= EV_DISK_CMD && e->kind < EV_DISK_LAST && (e->a & DISK_EV_VIRTUAL));
 }
 
 static void columns(viz_text *t) {
@@ -366,7 +421,10 @@ static const char *color_of(const cpu_event *e) {
     case EV_IRET: return "\033[36m";
     case EV_SENSITIVE:
     case EV_SHUTDOWN: return "\033[1;31m";
-    case EV_IO: return "\033[32m";
+    case EV_IO:
+    case EV_DISK_CMD:
+    case EV_DISK_DMA:
+    case EV_DISK_DONE: return "\033[32m";
     case EV_ASPACE: return "\033[1;34m";
     case EV_TEXT:
     case EV_POLICY:

@@ -704,7 +704,8 @@ static int ek_match(int ek, const cpu_event *e) {
     case EK_SYSCALL: return trap && e->a == VEC_SYSCALL;
     case EK_INTERRUPT: return trap && cause == CAUSE_IRQ;
     case EK_EXCEPTION: return trap && cause != CAUSE_IRQ && cause != CAUSE_SOFT;
-    case EK_IO: return e->kind == EV_IO || e->kind == EV_HV_IO; /* real and virtual devices */
+    case EK_IO: /* real and virtual devices, and the disk's requests and completions */
+        return e->kind == EV_IO || e->kind == EV_HV_IO || (e->kind >= EV_DISK_CMD && e->kind < EV_DISK_LAST);
     case EK_IRET: return e->kind == EV_IRET;
     case EK_SENSITIVE: return e->kind == EV_SENSITIVE;
     case EK_HALT: return e->kind == EV_HALT || e->kind == EV_HV_HALT;
@@ -1718,6 +1719,9 @@ static int event_style(const cpu_event *e) {
     case EV_CONTEXT:
     case EV_POLICY: return ST_NOTE;
     case EV_ASPACE: return ST_MACHINE; /* who runs: another guest process */
+    case EV_DISK_CMD:
+    case EV_DISK_DMA:
+    case EV_DISK_DONE: return viz_event_by_hv(e) ? ST_EXIT : ST_IO; /* the disk, or a VM's device model */
     default: return e->kind >= 32 ? ST_EXIT : ST_NORMAL;
     }
 }

@@ -10,6 +10,9 @@
 ;     (pids 1-3 do honest work, pid 4 misbehaves and gets killed);
 ;   * offers system calls: write, exit, yield, getpid, sleep, and bump,
 ;     which adds 1 to a counter shared by all processes;
+;   * drives a disk controller when there is one (ports 0x1f0-0x1f5, IRQ 14):
+;     disk_read and disk_write sleep the caller until the completion
+;     interrupt, and two more processes (pids 5, 6) read and write the disk;
 ;   * protects the process table with cli/sti, and bump's read-modify-write
 ;     of the shared counter with pushf/popf (save the flags, load flags with
 ;     IF = 0, ..., restore the flags);
@@ -25,6 +28,7 @@
 ;   os/trap.s     vector stubs, saving and restoring registers, faults
 ;   os/sched.s    timer interrupt, round-robin scheduler, context switch
 ;   os/syscall.s  the system calls, with the shared counter's critical section
+;   os/disk.s     the disk driver: disk_read/disk_write, the completion interrupt
 ;   os/kprint.s   the kernel's console output: strings, decimal, hex
 ;   os/data.s     the kernel's variables (page 6)
 ;   os/user.s     the user program, one image run by every process
@@ -36,6 +40,7 @@
         .include "os/trap.s"
         .include "os/sched.s"
         .include "os/syscall.s"
+        .include "os/disk.s"
         .include "os/kprint.s"
 kernel_text_end:                        ; below KDATA: if the code grew into the data page,
                                         ; the assembler would report overlapping bytes

@@ -4,7 +4,8 @@
 ;   1. a stack, the vector table base (vbr) and the trap stack (ksp);
 ;   2. one vector table entry per trap the kernel handles;
 ;   3. "where am I?": smsw gives the ring, cpuid leaf 2 the memory size;
-;   4. page tables: the kernel's own, then one address space per process;
+;   4. page tables: the kernel's own, then one address space per process
+;      (two more, pids 5 and 6, when a disk answers on its ports);
 ;   5. paging on, timer on, and the scheduler picks the first process.
 ;
 ; After reset every register is 0 and memory is zeroed.  The kernel relies on
@@ -37,6 +38,8 @@ start:  li    sp, BOOT_STACK_TOP        ; sp is 0 after reset: set it before any
         st    [r2 + 4*VEC_MC], r1       ; #MC: physical address outside memory
         li    r1, vec_timer
         st    [r2 + 4*VEC_TIMER], r1    ; IRQ 0: the timer
+        li    r1, vec_disk
+        st    [r2 + 4*VEC_DISK], r1     ; IRQ 14: the disk's completion
         li    r1, vec_syscall
         st    [r2 + 4*VEC_SYSCALL], r1  ; syscall
 
@@ -69,6 +72,8 @@ boot_ring_ok:
 boot_memory:
         li    r2, 2
         cpuid r9, r2
+        li    r1, memory_kib
+        st    [r1], r9
         li    r1, msg_memory
         call  kputs
         mov   r1, r9
@@ -92,13 +97,44 @@ boot_paging:
         li    r2, KERNEL_PD
         st    [r2], r1                  ; PDE 0 -> KERNEL_PT
 
-        li    r9, 1                     ; create processes 1..NPROC
+        li    r9, 1                     ; create processes 1..NBASIC
 boot_create:
         mov   r1, r9
         call  create_process
         addi  r9, 1
-        cmpi  r9, NPROC
+        cmpi  r9, NBASIC
         jle   boot_create
+
+        ; ---- 4b. is there a disk?  Its size register says how many sectors;
+        ; with no controller on the ports the bus reads all ones.  With a disk
+        ; (and room for two more processes) pids 5 and 6 read and write it.
+        in    r1, DISK_SIZE
+        cmpi  r1, -1
+        je    boot_no_disk
+        cmpi  r1, 0
+        je    boot_no_disk
+        mov   r9, r1
+        li    r1, msg_disk              ; "os: disk of 64 sectors"
+        call  kputs
+        mov   r1, r9
+        call  kput_dec
+        li    r1, msg_sectors
+        call  kputs
+        li    r1, memory_kib
+        ld    r1, [r1]
+        cmpi  r1, DISK_MEMORY_KIB
+        jb    boot_disk_no_room
+        li    r1, disk_sectors
+        st    [r1], r9                  ; the system calls may use it now
+        li    r1, READER_PID
+        call  create_process
+        li    r1, WRITER_PID
+        call  create_process
+        jmp   boot_no_disk
+boot_disk_no_room:
+        li    r1, msg_disk_no_room
+        call  kputs
+boot_no_disk:
 
         ; ---- 5. paging on.  The next instruction is fetched through the new
         ; mapping: this code is identity-mapped, so it simply goes on.
@@ -109,7 +145,8 @@ boot_create:
 
         li    r1, msg_paging
         call  kputs
-        li    r1, NPROC
+        li    r1, nr_alive
+        ld    r1, [r1]                  ; the processes created: 4, or 6 with a disk
         call  kput_dec
         li    r1, msg_timer
         call  kputs
@@ -238,4 +275,7 @@ msg_paging:        .asciz "os: paging on, "
 msg_timer:         .asciz " processes, timer every "
 msg_cycles:        .asciz " cycles\n"
 msg_boot_returned: .asciz "the boot context was resumed"
+msg_disk:          .asciz "os: disk of "
+msg_sectors:       .asciz " sectors\n"
+msg_disk_no_room:  .asciz "os: no room for the disk's processes: they need 224 KiB\n"
         .align 4

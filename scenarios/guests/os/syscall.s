@@ -11,6 +11,10 @@
 ;   4 getpid()         -> the process id, 1..4
 ;   5 sleep(ticks)     wait for that many timer interrupts -> 0
 ;   6 bump()           add 1 to the counter all processes share -> its new value
+;   7 disk_read(sector, count, buf)   (r3 = buf)  read sectors into buf -> count
+;   8 disk_write(sector, count, buf)  (r3 = buf)  write buf to sectors -> count
+;                      (both in os/disk.s: -2 bad buffer or count, -4 no disk,
+;                      -16 - code when the disk reports an error)
 ;   other              -> ERR_NOSYS (-1)
 ;
 ; All other registers come back unchanged (trap_common saved them).
@@ -36,6 +40,10 @@ syscall_entry:                          ; IF = 0 here: every trap clears it
         je    sys_sleep
         cmpi  r0, SYS_BUMP
         je    sys_bump
+        cmpi  r0, SYS_DISK_READ
+        je    sys_disk                  ; os/disk.s
+        cmpi  r0, SYS_DISK_WRITE
+        je    sys_disk
         li    r0, ERR_NOSYS
 syscall_return:                         ; r0 = the result
         st    [sp + F_R0], r0           ; trap_return pops it into the user's r0

@@ -40,6 +40,9 @@ vec_mc:      push  r0
 vec_timer:   push  r0
              li    r0, VEC_TIMER
              jmp   trap_common
+vec_disk:    push  r0
+             li    r0, VEC_DISK
+             jmp   trap_common
 vec_syscall: push  r0
              li    r0, VEC_SYSCALL
              jmp   trap_common
@@ -64,6 +67,8 @@ trap_common:
         je    syscall_entry             ; os/syscall.s
         cmpi  r0, VEC_TIMER
         je    timer_interrupt           ; os/sched.s
+        cmpi  r0, VEC_DISK
+        je    disk_interrupt            ; os/disk.s
         jmp   fault                     ; everything else is an exception
 
 ; ---- back to the interrupted code --------------------------------------------------------
