@@ -2,6 +2,7 @@
  * physical CPU, run until something traps, handle the exit (trap.c), and
  * share the CPU between VMs round-robin with the hypervisor's own timer. */
 #include "hypervisor/hv_internal.h"
+#include "hypervisor/cowmem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,11 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->next_frame = HV_FIRST_FRAME;
     h->free_frames = host->npages - HV_FIRST_FRAME;
     h->current = -1;
+    if (hv_frames_init(h)) {
+        free(h);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     hv_cost_preset(h, "nehalem2009");
     h->quantum = 100000;
     for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
@@ -52,6 +58,7 @@ void hv_free(hv *h) {
     if (!h) return;
     for (int i = 0; i < h->nvms; i++) hv_vm_free(h->vms[i]);
     free(h->vms);
+    hv_frames_free(h);
     free(h);
 }
 

@@ -109,15 +109,24 @@ typedef struct hv_vm {
     uint64_t cpu_cycles;  /* cycles this VM held the physical CPU */
     uint64_t pass;        /* weighted CPU time: the share scheduler runs the lowest */
     uint64_t slices;      /* times it got the CPU */
+    /* copy-on-write memory (hypervisor/cowmem.c) */
+    uint32_t *cow;        /* guest pages mapped read-only for copy-on-write (bitmap) */
+    int parent;           /* the VM it was cloned from, or -1 */
+    uint64_t cow_copies;  /* writes to a shared page that copied it */
+    uint64_t cow_restores; /* writes that found the page no longer shared: write permission restored */
+    uint64_t merged;      /* its pages the sharing scanner merged into another frame */
 } hv_vm;
 
 enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 
 struct hv;
+struct hv_frames;
 typedef struct hv {
     cpu_t *host;          /* the physical machine (not owned) */
-    uint32_t next_frame;  /* frame allocator: next free host page */
-    uint32_t free_frames; /* frames left */
+    uint32_t next_frame;  /* frame allocator: next never-used host page */
+    uint32_t free_frames; /* frames left (never used, and freed) */
+    struct hv_frames *frames; /* the frame table: reference counts, free list (cowmem.c) */
+    uint32_t cost_copy;   /* copy-on-write: copying a page */
     hv_vm **vms;
     int nvms;
     int current;          /* VM on the CPU, or -1 */

@@ -7,8 +7,24 @@
 #include "cpu/event.h"
 #include "hypervisor/hv.h"
 
+/* cowmem.c: the frame table */
+uint32_t hv_alloc_frame(hv *h);       /* a zeroed hypervisor-owned host page number, 0 when none is left */
+uint32_t hv_alloc_guest_frame(hv *h); /* a zeroed frame for a guest page (count 1), 0 when none is left */
+/* Guest page g of vm is mapped read-only for copy-on-write. */
+static inline int hv_cow_ro(const hv_vm *vm, uint32_t g) {
+    return vm->cow && g < vm->npages && ((vm->cow[g >> 5] >> (g & 31)) & 1);
+}
+/* A write to guest page g of vm, which is read-only for copy-on-write:
+ * copy it (count above one) or restore write permission, remap it
+ * writable, drop stale shadow and TLB entries.  0, or -1 when the host has
+ * no frame for the copy. */
+int hv_cow_write(hv *h, hv_vm *vm, uint32_t g);
+
 /* vm.c */
-uint32_t hv_alloc_frame(hv *h); /* a zeroed host page number, 0 when none is left */
+/* A VM's bookkeeping (p2m, bitmaps, shadow directories), registered with h;
+ * fresh: each guest page gets a new zeroed frame, else none is mapped yet. */
+hv_vm *hv_vm_make(hv *h, const char *name, uint32_t npages, int technique, int kernel_ring, int fresh,
+                  char *err, size_t errlen);
 void hv_vm_free(hv_vm *vm);
 int hv_gpa_to_hpa(const hv_vm *vm, uint32_t gpa, uint32_t *hpa);
 int hv_guest_walk(hv *h, hv_vm *vm, uint32_t va, int acc, int user, uint32_t *gpa, uint32_t *bits,
@@ -24,6 +40,8 @@ void hv_shadow_flush(hv *h, hv_vm *vm); /* drop every shadow (paging bit, retran
  * or a fresh one) becomes the current one. */
 void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr, uint32_t pc);
 void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
+/* Drop every entry of vm's shadows that maps host frame hpa (it was remapped). */
+void hv_shadow_unmap_frame(hv *h, hv_vm *vm, uint32_t hpa);
 void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
 /* A write by the guest instruction at pc faulted on a shadow entry that is
  * present and read-only: a store into a guest page table (let through once,

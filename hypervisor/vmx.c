@@ -248,10 +248,25 @@ static int handle_exit(hv *h, hv_vm *vm) {
         c->pc = x->pc;
         deliver(h, vm, VEC_UD, CAUSE_UD, 0, x->word[0]);
         break;
-    case VMX_EXIT_EPT: /* guest-physical memory it does not have: a machine check */
+    case VMX_EXIT_EPT: {
+        uint32_t g = x->addr >> 12;
         c->pc = x->pc;
-        deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->qual);
+        if ((x->qual & EPT_QUAL_WRITE) && hv_cow_ro(vm, g)) {
+            /* a write to a page shared copy-on-write (the EPT entry is
+             * read-only): copy it or restore write permission, then run
+             * the instruction again -- or deliver the event whose trap
+             * frame it was (IDT-vectoring information, SDM 27.2.4) */
+            if (hv_cow_write(h, vm, g)) {
+                deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->addr); /* no host frame for the copy */
+                break;
+            }
+            if (x->idt_valid) deliver(h, vm, x->idt_vector, x->idt_cause, x->idt_err, x->idt_aux);
+            break;
+        }
+        /* guest-physical memory it does not have: a machine check */
+        deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->addr);
         break;
+    }
     default: { /* an exit this hypervisor does not expect: say so, stop the VM */
         char note[160];
         int n = snprintf(note, sizeof note,
