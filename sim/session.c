@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cpu/asm.h"
+#include "hypervisor/cowmem.h"
 #include "hypervisor/hv.h"
 
 #define MAX_MACHINE_BYTES (256u << 20)
@@ -276,6 +277,16 @@ void sim_unregister_hv(sim_session *s, struct hv *h) {
 }
 
 static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
+    if (h->frames->shared) { /* copy-on-write memory: what sharing saved */
+        hv_frames_summary f;
+        hv_frames_summarize(h, &f);
+        sb_printf(b, "  memory: %u guest pages in %u frames: sharing saves %u frames (%u KiB); %llu clones, "
+                     "%llu copies on write, %llu write permissions restored, %llu pages merged in %llu scans, "
+                     "%llu frames freed\n",
+                  f.mappings, f.guest, f.saved, f.saved * 4, (unsigned long long)f.clones,
+                  (unsigned long long)f.copies, (unsigned long long)f.restores, (unsigned long long)f.merges,
+                  (unsigned long long)f.scans, (unsigned long long)f.freed);
+    }
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
@@ -294,6 +305,14 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
                   (unsigned long long)v->reflections, (unsigned long long)v->injections,
                   (unsigned long long)v->shadow_fills, (unsigned long long)v->pt_writes);
+        if (h->frames->shared) { /* copy-on-write memory: its footprint */
+            hv_footprint f;
+            hv_vm_footprint(h, vm, &f);
+            sb_printf(b, "    memory: %u pages in %u frames, %u of them its own (%u KiB); %llu copies on write, "
+                         "%llu write permissions restored, %llu pages merged\n",
+                      f.pages, f.frames, f.own, f.own * 4, (unsigned long long)f.copies,
+                      (unsigned long long)f.restores, (unsigned long long)f.merged);
+        }
         if (vm->technique == HV_PV)
             sb_printf(b, "    hypercalls %llu\n", (unsigned long long)v->hypercalls);
         if (vm->technique == HV_BT)

@@ -53,7 +53,7 @@ static const cli_case cases[] = {
      2,
      NULL,
      "unknown event class 'exit' (insn, traps, exits, io, sched, cow, sens, notes, all)"},
-    {"help: the show classes", {"vlab", "--help", NULL}, 0, "cow (copy-on-write; no such events yet)",
+    {"help: the show classes", {"vlab", "--help", NULL}, 0, "cow (copy-on-write memory: copies, clones, merges,",
      NULL},
     {"show cow is accepted",
      {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--show", "cow", NULL},
