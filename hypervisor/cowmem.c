@@ -155,6 +155,7 @@ int hv_cow_write(hv *h, hv_vm *vm, uint32_t g) {
     if (nf != old) {
         if (shadowed(vm)) hv_shadow_unmap_frame(h, vm, old << 12);
         tlb_drop_frame(h->host, old);
+        hv_vmx_remap(h, vm);
     }
     hv_emit(h, EV_MEM_COW, vm->id, nf == old, h->host->pc, g << 12, old | nf << 16);
     return 0;
@@ -165,6 +166,7 @@ int hv_cow_write(hv *h, hv_vm *vm, uint32_t g) {
 static void protect_vm(hv *h, hv_vm *vm) {
     if (shadowed(vm)) hv_shadow_flush(h, vm);
     cpu_tlb_flush(h->host);
+    hv_vmx_remap(h, vm); /* its vector table may have moved (a merge) */
 }
 
 /* The parent's vCPU as it is now: on the CPU, its registers are the host's. */

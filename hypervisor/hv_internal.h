@@ -93,6 +93,9 @@ void hv_vmx_enter(hv *h, hv_vm *vm); /* load the guest state, VM entry */
 void hv_vmx_leave(hv *h, hv_vm *vm); /* save the guest state after a VM exit */
 int hv_vmx_exit(hv *h, hv_vm *vm);   /* handle h->host->exit */
 void hv_vmx_deliver_pending(hv *h, hv_vm *vm);
+/* vm's guest pages moved to other frames (copy-on-write): the host
+ * addresses the CPU holds for it (shadow paging's vector table) follow. */
+void hv_vmx_remap(hv *h, hv_vm *vm);
 
 /* hv.c */
 void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);

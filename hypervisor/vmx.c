@@ -17,12 +17,19 @@
  * virtual (loads and reads exit), its paging bit is in the status read
  * shadow, and its page faults exit first (exception bitmap). */
 /* The host address of the guest's vector table (guest-physical), for the
- * CPU's vbr.  The VM's frames are handed out in order, so a table that
- * crosses a page stays contiguous.  Outside the VM's memory: an address
- * outside the host's too, so delivery fails as it would natively. */
+ * CPU's vbr.  A new VM's frames are handed out in order, so a table that
+ * crosses a page stays contiguous (after a copy-on-write copy or a merge
+ * its pages may not be: vlab's guests keep the table in one page).  Outside
+ * the VM's memory: an address outside the host's too, so delivery fails as
+ * it would natively.  hv_vmx_remap follows a copy-on-write move. */
 static uint32_t host_vbr(const hv_vm *vm) {
     uint32_t hpa;
     return hv_gpa_to_hpa(vm, vm->vcpu.vcr[CR_VBR], &hpa) ? 0xfffffc00u : hpa;
+}
+
+void hv_vmx_remap(hv *h, hv_vm *vm) {
+    if (vm->technique == HV_VTX && vm->vtx_shadow && h->current == vm->id && h->host->nonroot)
+        h->host->cr[CR_VBR] = host_vbr(vm);
 }
 
 static void enter_shadow(hv *h, hv_vm *vm) {
