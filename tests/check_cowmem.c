@@ -519,6 +519,48 @@ START_TEST(test_ept_violation_on_a_shared_page) {
 }
 END_TEST
 
+/* A host out of frames: a clone is refused with a message, a hypervisor
+ * write that needs a copy fails, and a guest store that needs one is the
+ * guest's machine check -- its own outcome, the frame table intact. */
+START_TEST(test_out_of_frames) {
+    const char *tech = TECH[_i].name;
+    char err[160];
+    cpu_t *host = cpu_new(256 * 1024); /* 64 frames, 16 of them the hypervisor's */
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    hv_vm *a = new_vm(h, _i, 16 * 4096);
+    static const char prog[] = "        .org 0x1000\nstart:  li r1, 0x8000\n        li r2, 5\n"
+                               "        st [r1], r2\n        hlt\n";
+    asm_image img;
+    char *e = NULL;
+    ck_assert_int_eq(asm_assemble(prog, sizeof prog - 1, "p.s", NULL, &img, &e), 0);
+    hv_vm_write_phys(h, a, img.chunks[0].addr, img.chunks[0].data, img.chunks[0].len);
+    a->vcpu.pc = img.entry;
+    asm_image_free(&img);
+    hv_vm *last = a;
+    for (;;) {
+        hv_vm *c = hv_vm_clone(h, a, "c", err, sizeof err);
+        if (!c) break;
+        last = c;
+    }
+    ck_assert_msg(strstr(err, "no frames left") != NULL, "%s", err);
+    ck_assert_uint_lt(h->free_frames, 2);
+    uint32_t v = 1;
+    while (h->free_frames) ck_assert_int_eq(hv_vm_write_phys(h, a, (uint32_t)h->free_frames * 4096, &v, 4), 0);
+    ck_assert_int_eq(hv_vm_write_phys(h, a, 0x9000, &v, 4), -1); /* no frame for the copy */
+    check_frames(h, tech, 0);
+    for (int i = 0; i < h->nvms; i++) h->vms[i]->done = h->vms[i] != last;
+    hv_run(h, 100000);
+    ck_assert(last->done); /* its store got #MC, it has no handler: it shut down */
+    uint32_t got = 0;
+    hv_vm_read_phys(h, last, 0x8000, &got, 4);
+    ck_assert_uint_eq(got, 0);
+    check_frames(h, tech, 1);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 Suite *suite_cowmem(void) {
     Suite *s = suite_create("cowmem");
     TCase *tc = tcase_create("frames");
@@ -529,6 +571,7 @@ Suite *suite_cowmem(void) {
     tcase_add_test(tc, test_scanner_full_compare_catches_collisions);
     tcase_add_test(tc, test_freed_frames_are_reused_zeroed);
     tcase_add_test(tc, test_ept_violation_on_a_shared_page);
+    tcase_add_loop_test(tc, test_out_of_frames, 0, NTECH);
     suite_add_tcase(s, tc);
     return s;
 }
