@@ -49,7 +49,8 @@ int hv_frames_init(hv *h) {
         free(F);
         return -1;
     }
-    for (uint32_t f = 0; f < h->next_frame && f < n; f++) F->use[f] = HV_FRAME_HV; /* its own pages */
+    for (uint32_t f = 0; f < h->next_frame && f < n; f++)
+        F->use[f] = HV_FRAME_HV; /* its own pages */
     h->frames = F;
     h->cost_copy = COST_COPY;
     return 0;
@@ -116,12 +117,16 @@ static void put(hv *h, uint32_t f, int why) {
 }
 
 static void set_cow(hv_vm *vm, uint32_t g, int on) {
-    if (on) vm->cow[g >> 5] |= 1u << (g & 31);
-    else vm->cow[g >> 5] &= ~(1u << (g & 31));
+    if (on)
+        vm->cow[g >> 5] |= 1u << (g & 31);
+    else
+        vm->cow[g >> 5] &= ~(1u << (g & 31));
     if (vm->ept) vm->ept[g] = (vm->p2m[g] + 1) | (on ? CPU_EPT_RO : 0);
 }
 
-static int shadowed(const hv_vm *vm) { return vm->technique != HV_VTX || vm->vtx_shadow; }
+static int shadowed(const hv_vm *vm) {
+    return vm->technique != HV_VTX || vm->vtx_shadow;
+}
 
 /* Drop the host TLB's entries for frame f (a guest page moved off it). */
 static void tlb_drop_frame(cpu_t *c, uint32_t f) {
@@ -194,7 +199,8 @@ static void live_vcpu(const hv *h, const hv_vm *vm, hv_vcpu *v, uint32_t *vmx_ct
 }
 
 hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t errlen) {
-    hv_vm *vm = hv_vm_make(h, name, parent->npages, parent->technique, parent->kernel_ring, 0, err, errlen);
+    hv_vm *vm =
+        hv_vm_make(h, name, parent->npages, parent->technique, parent->kernel_ring, 0, err, errlen);
     if (!vm) return NULL;
     uint32_t ctl;
     live_vcpu(h, parent, &vm->vcpu, &ctl);
@@ -241,7 +247,8 @@ hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t err
 
 uint32_t hv_hash_fnv1a(const uint8_t *page) {
     uint32_t x = 2166136261u;
-    for (uint32_t i = 0; i < CPU_PAGE; i++) x = (x ^ page[i]) * 16777619u;
+    for (uint32_t i = 0; i < CPU_PAGE; i++)
+        x = (x ^ page[i]) * 16777619u;
     return x;
 }
 
@@ -260,7 +267,8 @@ int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out) {
     hv_share_stats st = {0};
     if (!hash) hash = hv_hash_fnv1a;
     uint32_t nb = 1;
-    while (nb < F->n) nb <<= 1;
+    while (nb < F->n)
+        nb <<= 1;
     uint32_t *head = malloc(nb * sizeof *head), *next = malloc(F->n * sizeof *next);
     uint32_t *hv_of = malloc(F->n * sizeof *hv_of), *into = malloc(F->n * sizeof *into);
     uint8_t *seen = calloc(F->n, 1), *changed = calloc((size_t)h->nvms + 1, 1);
@@ -268,10 +276,12 @@ int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out) {
     hv_vm **first_vm = malloc(F->n * sizeof *first_vm);
     uint32_t *first_g = malloc(F->n * sizeof *first_g);
     if (!head || !next || !hv_of || !into || !seen || !changed || !first_vm || !first_g) {
-        free(head), free(next), free(hv_of), free(into), free(seen), free(changed), free(first_vm), free(first_g);
+        free(head), free(next), free(hv_of), free(into), free(seen), free(changed), free(first_vm),
+            free(first_g);
         return -1;
     }
-    for (uint32_t i = 0; i < nb; i++) head[i] = UINT32_MAX;
+    for (uint32_t i = 0; i < nb; i++)
+        head[i] = UINT32_MAX;
     for (int vi = 0; vi < h->nvms; vi++) {
         hv_vm *vm = h->vms[vi];
         for (uint32_t g = 0; g < vm->npages; g++) {
@@ -324,8 +334,10 @@ int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out) {
     F->scans++;
     F->shared = 1;
     hv_emit(h, EV_MEM_SCAN, 0, 0, c->pc, st.scanned,
-            (st.merged > 0xffff ? 0xffff : st.merged) | (st.collisions > 0xffff ? 0xffff : st.collisions) << 16);
-    free(head), free(next), free(hv_of), free(into), free(seen), free(changed), free(first_vm), free(first_g);
+            (st.merged > 0xffff ? 0xffff : st.merged) |
+                (st.collisions > 0xffff ? 0xffff : st.collisions) << 16);
+    free(head), free(next), free(hv_of), free(into), free(seen), free(changed), free(first_vm),
+        free(first_g);
     if (out) *out = st;
     return 0;
 }
@@ -385,14 +397,17 @@ int hv_frames_check(const hv *h, char *err, size_t errlen) {
         for (uint32_t g = 0; g < vm->npages; g++) {
             uint32_t f = vm->p2m[g];
             if (f == 0 || f >= F->n || F->use[f] != HV_FRAME_GUEST) {
-                snprintf(err, errlen, "vm %d page 0x%x maps frame 0x%x, which is %s", vm->id, g << 12, f,
-                         f >= F->n ? "outside the host" : F->use[f] == HV_FRAME_FREE ? "free" : "the hypervisor's");
+                snprintf(err, errlen, "vm %d page 0x%x maps frame 0x%x, which is %s", vm->id,
+                         g << 12, f,
+                         f >= F->n                    ? "outside the host"
+                         : F->use[f] == HV_FRAME_FREE ? "free"
+                                                      : "the hypervisor's");
                 goto out;
             }
             n[f]++;
             if (vm->ept && vm->ept[g] != ((f + 1) | (hv_cow_ro(vm, g) ? CPU_EPT_RO : 0))) {
-                snprintf(err, errlen, "vm %d page 0x%x: EPT entry 0x%x, p2m frame 0x%x%s", vm->id, g << 12,
-                         vm->ept[g], f, hv_cow_ro(vm, g) ? " read-only" : "");
+                snprintf(err, errlen, "vm %d page 0x%x: EPT entry 0x%x, p2m frame 0x%x%s", vm->id,
+                         g << 12, vm->ept[g], f, hv_cow_ro(vm, g) ? " read-only" : "");
                 goto out;
             }
         }
@@ -401,7 +416,8 @@ int hv_frames_check(const hv *h, char *err, size_t errlen) {
         const hv_vm *vm = h->vms[vi];
         for (uint32_t g = 0; g < vm->npages; g++)
             if (F->count[vm->p2m[g]] > 1 && !hv_cow_ro(vm, g)) {
-                snprintf(err, errlen, "vm %d page 0x%x is writable, but frame 0x%x is shared by %u pages",
+                snprintf(err, errlen,
+                         "vm %d page 0x%x is writable, but frame 0x%x is shared by %u pages",
                          vm->id, g << 12, vm->p2m[g], F->count[vm->p2m[g]]);
                 goto out;
             }
@@ -409,7 +425,8 @@ int hv_frames_check(const hv *h, char *err, size_t errlen) {
     for (uint32_t i = 0; i < F->nfree; i++) {
         uint32_t f = F->free[i];
         if (f >= F->n || F->use[f] != HV_FRAME_FREE || onfree[f]) {
-            snprintf(err, errlen, "free list entry %u: frame 0x%x is not free, or listed twice", i, f);
+            snprintf(err, errlen, "free list entry %u: frame 0x%x is not free, or listed twice", i,
+                     f);
             goto out;
         }
         onfree[f] = 1;
@@ -417,11 +434,13 @@ int hv_frames_check(const hv *h, char *err, size_t errlen) {
     uint32_t nfree = 0;
     for (uint32_t f = 0; f < F->n; f++) {
         if (F->use[f] == HV_FRAME_GUEST && F->count[f] != n[f]) {
-            snprintf(err, errlen, "frame 0x%x: count %u, but %u guest pages map it", f, F->count[f], n[f]);
+            snprintf(err, errlen, "frame 0x%x: count %u, but %u guest pages map it", f, F->count[f],
+                     n[f]);
             goto out;
         }
         if (F->use[f] != HV_FRAME_GUEST && (n[f] || F->count[f])) {
-            snprintf(err, errlen, "frame 0x%x is not a guest frame, but has count %u and %u mappings", f,
+            snprintf(err, errlen,
+                     "frame 0x%x is not a guest frame, but has count %u and %u mappings", f,
                      F->count[f], n[f]);
             goto out;
         }

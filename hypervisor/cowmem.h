@@ -41,19 +41,19 @@ typedef struct hv_frames {
     uint8_t *use;    /* per frame: hv_frame_use */
     uint32_t *free;  /* freed frames, the last freed handed out first */
     uint32_t nfree;
-    int shared;      /* a clone or a scan happened: the summary reports memory */
+    int shared; /* a clone or a scan happened: the summary reports memory */
     uint64_t copies, restores, merges, freed, clones, scans;
 } hv_frames;
 
 /* The frame table as a user sees it. */
 typedef struct hv_frames_summary {
-    uint32_t total;     /* host frames */
+    uint32_t total;      /* host frames */
     uint32_t hypervisor; /* the hypervisor's own (below the first guest frame, shadow tables) */
-    uint32_t guest;     /* frames that hold guest pages */
-    uint32_t shared;    /* ... of them mapped by more than one guest page */
-    uint32_t free;      /* on the free list or never used */
-    uint32_t mappings;  /* guest pages of all VMs: what they would take without sharing */
-    uint32_t saved;     /* mappings - guest: frames sharing saves */
+    uint32_t guest;      /* frames that hold guest pages */
+    uint32_t shared;     /* ... of them mapped by more than one guest page */
+    uint32_t free;       /* on the free list or never used */
+    uint32_t mappings;   /* guest pages of all VMs: what they would take without sharing */
+    uint32_t saved;      /* mappings - guest: frames sharing saves */
     uint64_t copies, restores, merges, freed, clones, scans;
 } hv_frames_summary;
 

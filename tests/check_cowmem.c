@@ -50,7 +50,8 @@ static void load(hv *h, hv_vm *vm, const char *path) {
     ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
     free(src);
     for (int k = 0; k < img.nchunks; k++)
-        ck_assert_int_eq(hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
+        ck_assert_int_eq(
+            hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);
     vm->vcpu.pc = img.entry;
     asm_image_free(&img);
 }
@@ -72,7 +73,8 @@ static hv_vm *clone(hv *h, hv_vm *vm) {
 
 static void check_frames(const hv *h, const char *tech, int op) {
     char err[200];
-    ck_assert_msg(hv_frames_check(h, err, sizeof err) == 0, "%s, after operation %d: %s", tech, op, err);
+    ck_assert_msg(hv_frames_check(h, err, sizeof err) == 0, "%s, after operation %d: %s", tech, op,
+                  err);
 }
 
 /* cow-counters.s: the counters read [m+1, ..., m+1, m, ..., m] and the pass
@@ -80,17 +82,19 @@ static void check_frames(const hv *h, const char *tech, int op) {
 #define NDATA 16
 static uint32_t check_counters(hv *h, hv_vm *vm, const char *tech, int op) {
     uint32_t c[NDATA], passes;
-    for (int i = 0; i < NDATA; i++) ck_assert_int_eq(hv_vm_read_phys(h, vm, 0x8000 + 0x1000 * (uint32_t)i, &c[i], 4), 0);
+    for (int i = 0; i < NDATA; i++)
+        ck_assert_int_eq(hv_vm_read_phys(h, vm, 0x8000 + 0x1000 * (uint32_t)i, &c[i], 4), 0);
     ck_assert_int_eq(hv_vm_read_phys(h, vm, 0x7000, &passes, 4), 0);
     uint32_t m = c[NDATA - 1];
     for (int i = 0; i < NDATA; i++) {
-        ck_assert_msg(c[i] == m || c[i] == m + 1, "%s, op %d, vm %d: counter %d is %u, the last %u (a lost write)",
-                      tech, op, vm->id, i, c[i], m);
-        ck_assert_msg(i == 0 || c[i] <= c[i - 1], "%s, op %d, vm %d: counter %d is %u after %u", tech, op, vm->id,
-                      i, c[i], c[i - 1]);
+        ck_assert_msg(c[i] == m || c[i] == m + 1,
+                      "%s, op %d, vm %d: counter %d is %u, the last %u (a lost write)", tech, op,
+                      vm->id, i, c[i], m);
+        ck_assert_msg(i == 0 || c[i] <= c[i - 1], "%s, op %d, vm %d: counter %d is %u after %u",
+                      tech, op, vm->id, i, c[i], c[i - 1]);
     }
-    ck_assert_msg(passes == m || passes + 1 == m, "%s, op %d, vm %d: %u passes, counters at %u", tech, op, vm->id,
-                  passes, m);
+    ck_assert_msg(passes == m || passes + 1 == m, "%s, op %d, vm %d: %u passes, counters at %u",
+                  tech, op, vm->id, passes, m);
     return m;
 }
 
@@ -129,7 +133,8 @@ START_TEST(test_random_clones_and_writes) {
         } else if (r <= 8) {
             hv_vm *vm = h->vms[rnd() % (uint32_t)h->nvms];
             uint32_t off = rnd() % (MODEL_SIZE - sizeof buf), n = 1 + rnd() % sizeof buf;
-            for (int i = 0; i < 16; i++) buf[i] = rnd();
+            for (int i = 0; i < 16; i++)
+                buf[i] = rnd();
             ck_assert_int_eq(hv_vm_write_phys(h, vm, MODEL_BASE + off, buf, n), 0);
             memcpy(model[vm->id] + off, buf, n);
             writes++;
@@ -143,8 +148,8 @@ START_TEST(test_random_clones_and_writes) {
         for (int v = 0; v < h->nvms; v++) {
             static uint8_t mem[MODEL_SIZE];
             ck_assert_int_eq(hv_vm_read_phys(h, h->vms[v], MODEL_BASE, mem, MODEL_SIZE), 0);
-            ck_assert_msg(memcmp(mem, model[v], MODEL_SIZE) == 0, "%s, op %d: vm %d lost a hypervisor write", tech,
-                          op, v);
+            ck_assert_msg(memcmp(mem, model[v], MODEL_SIZE) == 0,
+                          "%s, op %d: vm %d lost a hypervisor write", tech, op, v);
             check_counters(h, h->vms[v], tech, op);
         }
     }
@@ -205,8 +210,10 @@ START_TEST(test_clone_of_vlab_os_is_equivalent) {
         char *src = slurp_file("scenarios/guests/os.s", &len);
         asm_image img;
         char *e = NULL;
-        ck_assert_msg(src && asm_assemble(src, len, "scenarios/guests/os.s", NULL, &img, &e) == 0, "%s", e ? e : "");
-        for (int k = 0; k < img.nchunks; k++) cpu_phys_write(n, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
+        ck_assert_msg(src && asm_assemble(src, len, "scenarios/guests/os.s", NULL, &img, &e) == 0,
+                      "%s", e ? e : "");
+        for (int k = 0; k < img.nchunks; k++)
+            cpu_phys_write(n, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
         n->pc = img.entry;
         asm_image_free(&img);
         free(src);
@@ -240,7 +247,8 @@ START_TEST(test_clone_of_vlab_os_is_equivalent) {
             uint32_t base = 0x20000 + p * 0x4000 + 0x2000;
             ck_assert_int_eq(cpu_phys_read(n, base, a, sizeof a), 0);
             ck_assert_int_eq(hv_vm_read_phys(h, both[k], base, b, sizeof b), 0);
-            ck_assert_msg(memcmp(a, b, sizeof a) == 0, "%s: vm %d, memory of process %u", tech, k, p + 1);
+            ck_assert_msg(memcmp(a, b, sizeof a) == 0, "%s: vm %d, memory of process %u", tech, k,
+                          p + 1);
         }
     }
     /* both wrote: the clone copied pages, and what it did not write is still shared */
@@ -279,8 +287,10 @@ START_TEST(test_clone_footprint_grows_with_its_writes) {
                               "        hlt\n";
     asm_image img;
     char *e = NULL;
-    ck_assert_msg(asm_assemble(src, sizeof src - 1, "footprint.s", NULL, &img, &e) == 0, "%s", e ? e : "");
-    for (int k = 0; k < img.nchunks; k++) hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
+    ck_assert_msg(asm_assemble(src, sizeof src - 1, "footprint.s", NULL, &img, &e) == 0, "%s",
+                  e ? e : "");
+    for (int k = 0; k < img.nchunks; k++)
+        hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len);
     vm->vcpu.pc = img.entry;
     asm_image_free(&img);
     ck_assert_int_eq(hv_run(h, 200), CPU_EXIT_BUDGET);
@@ -460,7 +470,8 @@ static size_t nseen;
 static void sink(void *ud, const cpu_event *ev, size_t n) {
     (void)ud;
     for (size_t i = 0; i < n && nseen < 4096; i++)
-        if (ev[i].kind == EV_VMEXIT || ev[i].kind == EV_MEM_COW || ev[i].kind == EV_MEM_CLONE) seen[nseen++] = ev[i];
+        if (ev[i].kind == EV_VMEXIT || ev[i].kind == EV_MEM_COW || ev[i].kind == EV_MEM_CLONE)
+            seen[nseen++] = ev[i];
 }
 
 START_TEST(test_ept_violation_on_a_shared_page) {
@@ -546,10 +557,12 @@ START_TEST(test_out_of_frames) {
     ck_assert_msg(strstr(err, "no frames left") != NULL, "%s", err);
     ck_assert_uint_lt(h->free_frames, 2);
     uint32_t v = 1;
-    while (h->free_frames) ck_assert_int_eq(hv_vm_write_phys(h, a, (uint32_t)h->free_frames * 4096, &v, 4), 0);
+    while (h->free_frames)
+        ck_assert_int_eq(hv_vm_write_phys(h, a, (uint32_t)h->free_frames * 4096, &v, 4), 0);
     ck_assert_int_eq(hv_vm_write_phys(h, a, 0x9000, &v, 4), -1); /* no frame for the copy */
     check_frames(h, tech, 0);
-    for (int i = 0; i < h->nvms; i++) h->vms[i]->done = h->vms[i] != last;
+    for (int i = 0; i < h->nvms; i++)
+        h->vms[i]->done = h->vms[i] != last;
     hv_run(h, 100000);
     ck_assert(last->done); /* its store got #MC, it has no handler: it shut down */
     uint32_t got = 0;
