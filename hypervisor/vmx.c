@@ -288,6 +288,8 @@ static int handle_exit(hv *h, hv_vm *vm) {
         vm->done = 1;
         return CPU_EXIT_SHUTDOWN;
     }
-    hv_vmx_deliver_pending(h, vm);
+    /* an event whose delivery exited again is still on its way: another
+     * one waits until it is in (else it would overwrite that exit) */
+    if (!vm->exit_again) hv_vmx_deliver_pending(h, vm);
     return 0;
 }
