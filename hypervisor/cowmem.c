@@ -124,6 +124,8 @@ static void set_cow(hv_vm *vm, uint32_t g, int on) {
     if (vm->ept) vm->ept[g] = (vm->p2m[g] + 1) | (on ? CPU_EPT_RO : 0);
 }
 
+static void mark(hv *h);
+
 static int shadowed(const hv_vm *vm) {
     return vm->technique != HV_VTX || vm->vtx_shadow;
 }
@@ -240,6 +242,7 @@ hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t err
     h->frames->clones++;
     h->frames->shared = 1;
     hv_emit(h, EV_MEM_CLONE, parent->id, vm->id, h->host->pc, parent->npages, 0);
+    mark(h);
     return vm;
 }
 
@@ -266,6 +269,7 @@ int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out) {
     cpu_t *c = h->host;
     hv_share_stats st = {0};
     if (!hash) hash = hv_hash_fnv1a;
+    mark(h); /* what the scan starts from */
     uint32_t nb = 1;
     while (nb < F->n)
         nb <<= 1;
@@ -339,10 +343,24 @@ int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out) {
     free(head), free(next), free(hv_of), free(into), free(seen), free(changed), free(first_vm),
         free(first_g);
     if (out) *out = st;
+    mark(h);
     return 0;
 }
 
 /* ---- reading the table ------------------------------------------------------------------ */
+
+/* Note the memory now (after a clone or a scan), for the summary. */
+static void mark(hv *h) {
+    hv_frames *F = h->frames;
+    if (F->npoints == HV_FRAMES_POINTS) return;
+    hv_frames_summary s;
+    hv_frames_summarize(h, &s);
+    hv_frames_point p = {.cycle = h->host->cycles, .mappings = s.mappings, .guest = s.guest, .copies = s.copies};
+    const hv_frames_point *l = F->npoints ? &F->points[F->npoints - 1] : NULL;
+    if (l && l->cycle == p.cycle && l->mappings == p.mappings && l->guest == p.guest && l->copies == p.copies)
+        return; /* nothing changed */
+    F->points[F->npoints++] = p;
+}
 
 void hv_frames_summarize(const hv *h, hv_frames_summary *s) {
     const hv_frames *F = h->frames;

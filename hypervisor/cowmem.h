@@ -35,6 +35,14 @@ typedef uint32_t (*hv_page_hash)(const uint8_t *page);
 uint32_t hv_hash_fnv1a(const uint8_t *page);
 uint32_t hv_hash_first_word(const uint8_t *page); /* a weak hash: pages collide often */
 
+/* The memory at one moment: the summary's "over time" line. */
+typedef struct hv_frames_point {
+    uint64_t cycle;
+    uint32_t mappings, guest; /* guest pages of all VMs, the frames they use */
+    uint64_t copies;          /* copies on write so far */
+} hv_frames_point;
+#define HV_FRAMES_POINTS 16
+
 typedef struct hv_frames {
     uint32_t n;      /* host frames */
     uint32_t *count; /* per frame: the guest pages (p2m entries) that map it */
@@ -43,6 +51,8 @@ typedef struct hv_frames {
     uint32_t nfree;
     int shared; /* a clone or a scan happened: the summary reports memory */
     uint64_t copies, restores, merges, freed, clones, scans;
+    hv_frames_point points[HV_FRAMES_POINTS]; /* after each clone, before and after each scan (the first ones) */
+    int npoints;
 } hv_frames;
 
 /* The frame table as a user sees it. */

@@ -286,6 +286,14 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   f.mappings, f.guest, f.saved, f.saved * 4, (unsigned long long)f.clones,
                   (unsigned long long)f.copies, (unsigned long long)f.restores, (unsigned long long)f.merges,
                   (unsigned long long)f.scans, (unsigned long long)f.freed);
+        /* over time: after each clone, before and after each scan, and now */
+        const hv_frames *F = h->frames;
+        sb_printf(b, "  memory over time (cycle: frames for guest pages, copies so far):");
+        for (int k = 0; k < F->npoints; k++)
+            sb_printf(b, " %llu: %u for %u, %llu;", (unsigned long long)F->points[k].cycle, F->points[k].guest,
+                      F->points[k].mappings, (unsigned long long)F->points[k].copies);
+        sb_printf(b, " end %llu: %u for %u, %llu\n", (unsigned long long)h->host->cycles, f.guest, f.mappings,
+                  (unsigned long long)f.copies);
     }
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
