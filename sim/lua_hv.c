@@ -22,6 +22,7 @@ typedef struct hv_box {
     hv *h;
     sim_machine *m; /* the physical machine */
     lua_State *L;   /* the state running hv:run, for emulation routines */
+    int running;    /* inside hv:run (an emulation routine is calling) */
 } hv_box;
 
 typedef struct vm_box {
@@ -479,9 +480,13 @@ static int vm_clone(lua_State *L) {
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "name");
-        if (!lua_isnil(L, -1)) snprintf(name, sizeof name, "%s", luaL_checkstring(L, -1));
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "clone: name must be a string");
+            snprintf(name, sizeof name, "%s", lua_tostring(L, -1));
+        }
         lua_pop(L, 1);
     }
+    if (vb->owner->running) return luaL_error(L, "clone: not inside hv:run (an emulation routine); clone between runs");
     char err[160];
     hv_vm *vm = hv_vm_clone(vb->owner->h, vb->vm, name, err, sizeof err);
     if (!vm) return luaL_error(L, "clone: %s", err);
@@ -626,7 +631,9 @@ static int hv_run_l(lua_State *L) {
             b->m->host_dirty = 0;
         }
         uint64_t before = c->steps;
+        b->running = 1;
         rc = hv_run(b->h, slice);
+        b->running = 0;
         done += c->steps - before;
         s->steps_used += c->steps - before;
         if (rc != CPU_EXIT_BUDGET) break;
@@ -700,9 +707,14 @@ static int hv_share_pages_l(lua_State *L) {
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "hash");
-        if (!lua_isnil(L, -1)) which = luaL_checkoption(L, -1, NULL, names);
+        if (!lua_isnil(L, -1)) {
+            const char *hn = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            for (which = 0; names[which] && strcmp(names[which], hn) != 0; which++) {}
+            if (!names[which]) return luaL_error(L, "share_pages: hash must be 'fnv1a' or 'first-word'");
+        }
         lua_pop(L, 1);
     }
+    if (b->running) return luaL_error(L, "share_pages: not inside hv:run (an emulation routine); scan between runs");
     hv_share_stats st;
     if (hv_share_pages(b->h, fns[which], &st)) return luaL_error(L, "share_pages: out of memory");
     b->m->host_dirty = 1;
