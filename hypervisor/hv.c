@@ -160,6 +160,7 @@ static hv_vm *switch_vm(hv *h, hv_vm *vm) {
         load(h, next);
         next->slices++;
     }
+    if (!next) return NULL; /* nothing was running, and nothing can */
     if (next->technique != HV_VTX) hv_check_virq(h, next); /* a tick that woke it */
     h->slice_start = c->cycles;
     h->slice_end = c->cycles + h->quantum;

@@ -574,6 +574,26 @@ START_TEST(test_out_of_frames) {
 }
 END_TEST
 
+/* A clone of a VM that finished is finished too; running the hypervisor
+ * again with nothing to run just says so (it used to crash). */
+START_TEST(test_clone_of_a_finished_vm) {
+    char err[160];
+    cpu_t *host = cpu_new(1 << 20);
+    hv *h = hv_new(host, err, sizeof err);
+    hv_vm *a = hv_vm_new(h, "a", 4 * 4096, HV_PV, 1, err, sizeof err);
+    ck_assert(h && a);
+    a->vcpu.pc = 0x1000; /* zeros: an invalid instruction, no handler: it shuts down */
+    ck_assert_int_eq(hv_run(h, 1000), CPU_EXIT_HALT);
+    ck_assert(a->done);
+    hv_vm *c = clone(h, a);
+    ck_assert(c->done);
+    ck_assert_int_eq(hv_run(h, 1000), CPU_EXIT_HALT);
+    check_frames(h, "finished", 0);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 Suite *suite_cowmem(void) {
     Suite *s = suite_create("cowmem");
     TCase *tc = tcase_create("frames");
@@ -585,6 +605,7 @@ Suite *suite_cowmem(void) {
     tcase_add_test(tc, test_freed_frames_are_reused_zeroed);
     tcase_add_test(tc, test_ept_violation_on_a_shared_page);
     tcase_add_loop_test(tc, test_out_of_frames, 0, NTECH);
+    tcase_add_test(tc, test_clone_of_a_finished_vm);
     suite_add_tcase(s, tc);
     return s;
 }
