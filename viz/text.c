@@ -318,8 +318,8 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         snprintf(buf, len, "   cow: vm %d cloned into vm %d: %u guest pages shared read-only", e->a, e->b, e->x);
         break;
     case EV_MEM_MERGE:
-        snprintf(buf, len, "   cow: vm %d guest page 0x%08x is identical to frame 0x%x: merged (frame 0x%x dropped)",
-                 e->a, e->x, e->y & 0xffff, e->y >> 16);
+        snprintf(buf, len, "   cow: vm %d guest page 0x%08x (frame 0x%x) has the bytes of frame 0x%x: merged onto it, read-only",
+                 e->a, e->x, e->y >> 16, e->y & 0xffff);
         break;
     case EV_MEM_FREE: snprintf(buf, len, "   cow: frame 0x%x is free", e->x); break;
     case EV_MEM_SCAN:
