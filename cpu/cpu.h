@@ -111,7 +111,7 @@ enum {
     VMX_EXIT_CR = 28,       /* exit.qual: cr | 0x10 for a read | reg << 8 */
     VMX_EXIT_IO = 30,       /* exit.qual: port | 0x10000 for out */
     VMX_EXIT_DESC = 46,
-    VMX_EXIT_EPT = 48 /* exit.qual: the access (EPT_QUAL_* in cpu/mmu.h), exit.addr: the guest-physical address */
+    VMX_EXIT_EPT = 48 /* exit.qual: the access (EPT_QUAL_*, above), exit.addr: the guest-physical address */
 };
 
 typedef struct cpu_exit {

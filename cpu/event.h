@@ -96,8 +96,8 @@ enum cpu_event_kind {
     EV_MEM_COW = 72, /* a = VM id, b = 0 copied / 1 write permission restored (no other sharer),
                       * pc, x = guest-physical page, y = old frame | new frame << 16 */
     EV_MEM_CLONE,    /* a = parent VM id, b = the clone's id, x = guest pages shared */
-    EV_MEM_MERGE,    /* a = VM id, x = guest-physical page, y = kept frame | dropped frame << 16:
-                      * the sharing scanner found the page identical to another */
+    EV_MEM_MERGE,    /* a = VM id, x = guest-physical page, y = the identical frame it now maps |
+                      * the frame it left << 16: the sharing scanner merged it */
     EV_MEM_FREE,     /* a = why (0: merged away), x = frame: back on the free list */
     EV_MEM_SCAN,     /* x = guest pages scanned, y = pages merged | hash collisions << 16 (each
                       * at most 0xffff), a = 0: one run of the sharing scanner */
