@@ -161,6 +161,10 @@ START_TEST(test_random_clones_and_writes) {
     ck_assert_uint_gt(h->frames->copies, 10);
     ck_assert_uint_gt(h->frames->merges, 10);
     ck_assert_uint_gt(h->frames->freed, 0);
+    /* the guests' page-table stores went through the shadow's protected-write path */
+    uint64_t ptw = 0;
+    for (int v = 0; v < h->nvms; v++) ptw += h->vms[v]->vcpu.pt_writes;
+    if (TECH[_i].tech != HV_VTX || TECH[_i].vtx_shadow) ck_assert_uint_gt(ptw, 0);
     hv_free(h);
     cpu_free(host);
 }

@@ -1,7 +1,8 @@
 ; cow-counters.s -- a guest for tests/check_cowmem.c: it turns paging on
 ; (an identity map of its 128 KiB, kernel only), arms its timer (the handler
 ; counts ticks, so trap frames land on its stack page), and then increments
-; one counter word in each of 16 data pages, over and over, forever.
+; one counter word in each of 16 data pages, over and over, forever,
+; rewriting one of its page-table entries after each pass.
 ; After any number of steps the counters read [m+1, ..., m+1, m, ..., m]:
 ; a write lost or landing in another VM's copy shows as a break in that
 ; pattern.  Pages 24-31 are never touched by the guest (the test writes
@@ -51,6 +52,11 @@ inner:  ld    r4, [r3]
         ld    r4, [r5]
         addi  r4, 1
         st    [r5], r4
+        li    r6, 0x1f003               ; rewrite a page-table entry (the same
+        li    r7, PT + 31 * 4           ; mapping): a store into a page table,
+        st    [r7], r6                  ; shared copy-on-write after a clone
+        li    r7, 0x1f000
+        invlpg r7
         jmp   pass
 
 tick:   push  r1
