@@ -255,7 +255,7 @@ static const char *const hv_names[EV_HV_LAST - EV_HV_EMULATE] = {
 const char *cpu_event_kind_name(int kind) {
     if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) return hv_names[kind - EV_HV_EMULATE];
     static const char *const mem_names[EV_MEM_LAST - EV_MEM_COW] = {"mem-cow", "mem-clone", "mem-merge",
-                                                                   "mem-free", "mem-scan"};
+                                                                   "mem-free", "mem-scan", "mem-destroy"};
     if (kind >= EV_MEM_COW && kind < EV_MEM_LAST) return mem_names[kind - EV_MEM_COW];
     static const char *const n[EV_CPU_LAST] = {
         [EV_NONE] = "none",           [EV_INSN] = "insn",

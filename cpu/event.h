@@ -98,9 +98,11 @@ enum cpu_event_kind {
     EV_MEM_CLONE,    /* a = parent VM id, b = the clone's id, x = guest pages shared */
     EV_MEM_MERGE,    /* a = VM id, x = guest-physical page, y = the identical frame it now maps |
                       * the frame it left << 16: the sharing scanner merged it */
-    EV_MEM_FREE,     /* a = why (0: merged away), x = frame: back on the free list */
+    EV_MEM_FREE,     /* a = why (0: merged away, 1: its VM was destroyed), x = frame: back on
+                      * the free list */
     EV_MEM_SCAN,     /* x = guest pages scanned, y = pages merged | hash collisions << 16 (each
                       * at most 0xffff), a = 0: one run of the sharing scanner */
+    EV_MEM_DESTROY,  /* a = VM id, x = guest frames freed, y = guest pages it had */
     EV_MEM_LAST,
     EV_KIND_COUNT = 128
 };

@@ -201,6 +201,10 @@ static void live_vcpu(const hv *h, const hv_vm *vm, hv_vcpu *v, uint32_t *vmx_ct
 }
 
 hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t errlen) {
+    if (parent->destroyed) {
+        snprintf(err, errlen, "vm %d was destroyed", parent->id);
+        return NULL;
+    }
     hv_vm *vm =
         hv_vm_make(h, name, parent->npages, parent->technique, parent->kernel_ring, 0, err, errlen);
     if (!vm) return NULL;
@@ -244,6 +248,46 @@ hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t err
     hv_emit(h, EV_MEM_CLONE, parent->id, vm->id, h->host->pc, parent->npages, 0);
     mark(h);
     return vm;
+}
+
+/* A hypervisor frame (a shadow page table) back on the free list. */
+static void put_hv(hv *h, uint32_t f) {
+    hv_frames *F = h->frames;
+    if (f == 0 || f >= F->n || F->use[f] != HV_FRAME_HV) return;
+    F->use[f] = HV_FRAME_FREE;
+    F->free[F->nfree++] = f;
+    h->free_frames++;
+    cpu_frame_forget(h->host, f);
+}
+
+void hv_vm_destroy(hv *h, hv_vm *vm) {
+    hv_frames *F = h->frames;
+    cpu_t *c = h->host;
+    if (vm->destroyed) return;
+    if (h->current == vm->id) { /* take it off the CPU: nothing of it is kept */
+        vm->cpu_cycles += c->cycles - h->slice_start;
+        if (vm->technique == HV_VTX && c->nonroot) hv_vmx_leave(h, vm);
+        h->current = -1;
+    }
+    uint64_t before = F->freed;
+    for (uint32_t g = 0; g < vm->npages; g++) put(h, vm->p2m[g], 1);
+    for (int i = 0; i < HV_SHADOW_CACHE; i++) {
+        hv_shadow_set *st = &vm->shadows[i];
+        put_hv(h, st->pd >> 12);
+        put_hv(h, st->kpd >> 12);
+        for (int k = 0; k < st->npts; k++) put_hv(h, st->pts[k]);
+        free(st->pts);
+        memset(st, 0, sizeof *st);
+    }
+    cpu_tlb_flush(c);
+    hv_emit(h, EV_MEM_DESTROY, vm->id, 0, c->pc, (uint32_t)(F->freed - before), vm->npages);
+    vm->shadow_pd = vm->shadow_kpd = 0;
+    vm->npages = 0;
+    vm->mem_size = 0;
+    vm->done = 1;
+    vm->destroyed = 1;
+    F->shared = 1;
+    mark(h);
 }
 
 /* ---- content-based page sharing --------------------------------------------------------- */

@@ -97,6 +97,11 @@ void hv_vm_footprint(const hv *h, const hv_vm *vm, hv_footprint *out);
  * for its shadow page tables or memory runs out. */
 hv_vm *hv_vm_clone(hv *h, hv_vm *parent, const char *name, char *err, size_t errlen);
 
+/* Destroy vm: its guest pages let go of their frames (a frame no other VM
+ * maps is freed), its shadow page tables are freed; it never runs again,
+ * and has no memory.  Taken off the CPU first if it is on it. */
+void hv_vm_destroy(hv *h, hv_vm *vm);
+
 /* Run the sharing scanner once over every VM's memory, with hash (NULL: the
  * default).  0, or -1 when out of host memory (nothing changed). */
 int hv_share_pages(hv *h, hv_page_hash hash, hv_share_stats *out);

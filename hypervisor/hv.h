@@ -115,6 +115,7 @@ typedef struct hv_vm {
     uint64_t cow_copies;  /* writes to a shared page that copied it */
     uint64_t cow_restores; /* writes that found the page no longer shared: write permission restored */
     uint64_t merged;      /* its pages the sharing scanner merged into another frame */
+    int destroyed;        /* hv_vm_destroy: its frames are back with the hypervisor */
 } hv_vm;
 
 enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };

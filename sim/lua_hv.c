@@ -374,6 +374,7 @@ static int vm_index(lua_State *L) {
     else if (strcmp(k, "real_ring") == 0) lua_pushinteger(L, running ? c->cpl : (v->vcpl == 3 ? 3 : vm->kernel_ring));
     else if (strcmp(k, "interrupts") == 0) lua_pushboolean(L, v->vif);
     else if (strcmp(k, "done") == 0) lua_pushboolean(L, vm->done);
+    else if (strcmp(k, "destroyed") == 0) lua_pushboolean(L, vm->destroyed);
     else if (strcmp(k, "name") == 0) lua_pushstring(L, vm->name);
     else if (strcmp(k, "id") == 0) lua_pushinteger(L, vm->id);
     else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
@@ -494,6 +495,15 @@ static int vm_clone(lua_State *L) {
     lua_getiuservalue(L, 1, 1); /* the hypervisor object */
     push_vm(L, -1, vb->owner, vm);
     return 1;
+}
+
+/* vm:destroy(): the VM lets go of its memory and never runs again */
+static int vm_destroy(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    if (vb->owner->running) return luaL_error(L, "destroy: not inside hv:run (an emulation routine)");
+    hv_vm_destroy(vb->owner->h, vb->vm);
+    vb->owner->m->host_dirty = 1;
+    return 0;
 }
 
 /* vm:footprint() -> {pages=, frames=, own=, shared=, copies=, restores=, merged=} */
@@ -767,6 +777,7 @@ void sim_lua_open_hv(lua_State *L) {
                                           {"push", vm_push},       {"pop", vm_pop},
                                           {"vmcs", vm_vmcs},       {"write32", vm_write32},
                                           {"clone", vm_clone},     {"footprint", vm_footprint},
+                                          {"destroy", vm_destroy},
                                           {NULL, NULL}};
     static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},
                                        {"__tostring", vm_tostring}, {NULL, NULL}};

@@ -301,7 +301,7 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
         sb_printf(b, "  vm %d '%s' (%s%s, guest kernel in ring %d, weight %u): %s, %llu cycles on the CPU in %llu slices\n",
                   vm->id, vm->name, hv_technique_name(vm->technique), vm->vtx_shadow ? " with shadow paging" : "",
                   vm->kernel_ring, vm->weight,
-                  vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
+                  vm->destroyed ? "destroyed" : vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
                   (unsigned long long)vm->slices);
         const char *img = vm->nimages && vm->images[0].nfiles ? vm->images[0].files[0] : NULL;
         for (int k = 0; img && vm->done && k < s->nnative; k++)

@@ -578,6 +578,63 @@ START_TEST(test_out_of_frames) {
 }
 END_TEST
 
+/* Destroying a VM -- one waiting, one on the CPU -- frees the frames only it
+ * mapped and its shadow tables; the others run on intact, and a new VM gets
+ * the freed frames. */
+START_TEST(test_destroy) {
+    const char *tech = TECH[_i].name;
+    char err[160];
+    cpu_t *host = cpu_new(4 << 20);
+    cpu_policy_preset(host, "strict");
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    h->quantum = 4000;
+    hv_vm *a = new_vm(h, _i, 128 * 1024);
+    load(h, a, "tests/guests/cow-counters.s");
+    ck_assert_int_eq(hv_run(h, 5000), CPU_EXIT_BUDGET);
+    hv_vm *b = clone(h, a);
+    ck_assert_int_eq(hv_run(h, 20000), CPU_EXIT_BUDGET);
+    hv_footprint fb;
+    hv_vm_footprint(h, b, &fb);
+    ck_assert_uint_gt(fb.own, 0);
+    uint32_t free_before = h->free_frames;
+    hv_vm_destroy(h, b);
+    ck_assert(b->destroyed && b->done);
+    ck_assert_uint_ge(h->free_frames, free_before + fb.own); /* its own frames, and its shadow tables */
+    check_frames(h, tech, 0);
+    hv_vm_footprint(h, a, &fb);
+    ck_assert_uint_eq(fb.own, 32); /* a has everything to itself again */
+    /* one on the CPU */
+    hv_vm *c = clone(h, a);
+    for (int k = 0; k < 40 && h->current != c->id; k++) hv_run(h, 1000);
+    ck_assert_int_eq(h->current, c->id);
+    hv_vm_destroy(h, c);
+    ck_assert_int_eq(h->current, -1);
+    check_frames(h, tech, 1);
+    uint32_t m = check_counters(h, a, tech, 1);
+    ck_assert_int_eq(hv_run(h, 30000), CPU_EXIT_BUDGET);
+    ck_assert_uint_gt(check_counters(h, a, tech, 2), m); /* a went on */
+    ck_assert(b->cpu_cycles > 0 && c->cpu_cycles > 0);
+    char e2[160];
+    ck_assert_ptr_null(hv_vm_clone(h, b, "x", e2, sizeof e2));
+    ck_assert(strstr(e2, "destroyed") != NULL);
+    uint32_t v = 0;
+    ck_assert_int_eq(hv_vm_read_phys(h, b, 0, &v, 4), -1);
+    /* the freed frames go to the next VM, zeroed */
+    uint32_t next = h->next_frame;
+    hv_vm *d = new_vm(h, _i, 16 * 4096);
+    ck_assert_uint_eq(h->next_frame, next);
+    for (uint32_t g = 0; g < 16; g++) {
+        uint8_t page[4096], zero[4096] = {0};
+        hv_vm_read_phys(h, d, g * 4096, page, sizeof page);
+        ck_assert(memcmp(page, zero, sizeof page) == 0);
+    }
+    check_frames(h, tech, 3);
+    hv_free(h);
+    cpu_free(host);
+}
+END_TEST
+
 /* A clone of a VM that finished is finished too; running the hypervisor
  * again with nothing to run just says so (it used to crash). */
 START_TEST(test_clone_of_a_finished_vm) {
@@ -610,6 +667,7 @@ Suite *suite_cowmem(void) {
     tcase_add_test(tc, test_ept_violation_on_a_shared_page);
     tcase_add_loop_test(tc, test_out_of_frames, 0, NTECH);
     tcase_add_test(tc, test_clone_of_a_finished_vm);
+    tcase_add_loop_test(tc, test_destroy, 0, NTECH);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -322,6 +322,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
                  e->a, e->x, e->y >> 16, e->y & 0xffff);
         break;
     case EV_MEM_FREE: snprintf(buf, len, "   cow: frame 0x%x is free", e->x); break;
+    case EV_MEM_DESTROY:
+        snprintf(buf, len, "   cow: vm %d destroyed: %u of the frames of its %u pages freed, the rest still shared",
+                 e->a, e->x, e->y);
+        break;
     case EV_MEM_SCAN:
         snprintf(buf, len, "   cow: sharing scan: %u guest pages, %u merged, %u hash collisions caught by the full compare",
                  e->x, e->y & 0xffff, e->y >> 16);

@@ -1,7 +1,7 @@
 -- VM fork and copy-on-write memory from Lua (docs/lua-api.md,
 -- docs/hypervisor.md "Copy-on-write memory"): clone a VM, let the clone
 -- write one page, read the footprints and the frame table, run the
--- sharing scanner.
+-- sharing scanner, destroy the clone.
 --
 --     vlab docs/examples/clone.lua --show notes,cow
 -- vlab-test: --show notes,cow
@@ -29,3 +29,8 @@ print(hv:frames().guest, "frames now; the original maps", vm:footprint().frames,
 expect(hv:check_frames())
 expect_eq(copy:read32(0x8000), 42)
 expect_eq(vm:read32(0x8000), 0)
+local before = hv:frames().free
+copy:destroy()                                -- its own frame goes back to the host
+print("destroyed the copy:", hv:frames().free - before, "frames freed (its page, its shadow tables)")
+expect(copy.destroyed)
+expect(hv:check_frames())
