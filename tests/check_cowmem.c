@@ -98,10 +98,10 @@ static uint32_t check_counters(hv *h, hv_vm *vm, const char *tech, int op) {
     return m;
 }
 
-/* Many clones, guest runs, hypervisor writes and sharing scans, in a seeded
- * random order; after every operation: the frame table's invariants, every
- * VM's hypervisor-written pages equal to a model, every VM's counters
- * intact. */
+/* Many clones, guest runs, hypervisor writes, sharing scans and VM
+ * destructions, in a seeded random order; after every operation: the frame
+ * table's invariants, every VM's hypervisor-written pages equal to a model,
+ * every VM's counters intact. */
 #define MAXVM 8
 #define MODEL_BASE 0x18000u /* pages 24-31: written only by the hypervisor */
 #define MODEL_SIZE 0x8000u
@@ -119,34 +119,40 @@ START_TEST(test_random_clones_and_writes) {
     load(h, first, "tests/guests/cow-counters.s");
     rng_state = 0x9e3779b9u ^ (uint32_t)_i;
     uint32_t buf[16];
-    int scans = 0, clones = 0, writes = 0;
+    int scans = 0, clones = 0, writes = 0, destroys = 0;
     for (int op = 0; op < 60; op++) {
         uint32_t r = rnd() % 10;
         if (op < 2) r = 2; /* let the guest start first */
+        hv_vm *any = h->vms[rnd() % (uint32_t)h->nvms];
+        while (any->destroyed) any = h->vms[(any->id + 1) % h->nvms]; /* the first is never destroyed */
         if (r <= 1 && h->nvms < MAXVM) {
-            hv_vm *p = h->vms[rnd() % (uint32_t)h->nvms];
+            hv_vm *p = any;
             hv_vm *c = clone(h, p);
             memcpy(model[c->id], model[p->id], MODEL_SIZE);
             clones++;
         } else if (r <= 5) {
             ck_assert_int_eq(hv_run(h, 2000 + rnd() % 20000), CPU_EXIT_BUDGET);
-        } else if (r <= 8) {
-            hv_vm *vm = h->vms[rnd() % (uint32_t)h->nvms];
+        } else if (r <= 7) {
+            hv_vm *vm = any;
             uint32_t off = rnd() % (MODEL_SIZE - sizeof buf), n = 1 + rnd() % sizeof buf;
             for (int i = 0; i < 16; i++)
                 buf[i] = rnd();
             ck_assert_int_eq(hv_vm_write_phys(h, vm, MODEL_BASE + off, buf, n), 0);
             memcpy(model[vm->id] + off, buf, n);
             writes++;
-        } else {
+        } else if (r == 8 || any == first) {
             hv_share_stats st;
             ck_assert_int_eq(hv_share_pages(h, NULL, &st), 0);
             ck_assert_uint_eq(st.collisions, 0);
             scans++;
+        } else {
+            hv_vm_destroy(h, any);
+            destroys++;
         }
         check_frames(h, tech, op);
         for (int v = 0; v < h->nvms; v++) {
             static uint8_t mem[MODEL_SIZE];
+            if (h->vms[v]->destroyed) continue;
             ck_assert_int_eq(hv_vm_read_phys(h, h->vms[v], MODEL_BASE, mem, MODEL_SIZE), 0);
             ck_assert_msg(memcmp(mem, model[v], MODEL_SIZE) == 0,
                           "%s, op %d: vm %d lost a hypervisor write", tech, op, v);
@@ -156,6 +162,7 @@ START_TEST(test_random_clones_and_writes) {
     ck_assert_int_gt(clones, 2);
     ck_assert_int_gt(scans, 1);
     ck_assert_int_gt(writes, 5);
+    ck_assert_int_gt(destroys, 0);
     /* the guests ran, and wrote shared pages: copies and restores happened */
     ck_assert_uint_gt(check_counters(h, first, tech, 99), 2);
     ck_assert_uint_gt(h->frames->copies, 10);
