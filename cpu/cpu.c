@@ -418,7 +418,7 @@ void cpu_emit(cpu_t *c, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_
 static int enter_handler(cpu_t *c, int vec, uint32_t err, uint32_t *handler) {
     uint32_t slot = c->cr[CR_VBR] + 4u * (uint32_t)vec, h = 0;
     *handler = 0;
-    if (mmu_ept(c, slot, &slot) || cpu_phys_read(c, slot, &h, 4) || h == 0) return -1;
+    if (mmu_ept(c, slot, &slot, ACC_READ) || cpu_phys_read(c, slot, &h, 4) || h == 0) return -1;
     *handler = h;
     uint32_t old_sp = c->r[CPU_REG_SP], old_cpl = c->cpl, old_flags = cpu_get_flags(c);
     uint32_t sp = c->cpl > 0 ? c->cr[CR_KSP] : old_sp;
@@ -445,6 +445,7 @@ static int pf_bits(uint32_t err) {
 
 static int vm_exit(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
                    const uint32_t w[2], const cpu_insn *in);
+static int ept_violation(cpu_t *c, uint32_t insn_pc, const uint32_t w[2], const cpu_insn *in);
 
 /* Deliver vec through the vector table; escalate to #DF, then shut down.
  * Returns 0, -1 (shut down) or CPU_EXIT_VMX (see cpu_deliver). */
@@ -456,6 +457,17 @@ static int deliver(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uin
     if (vec == VEC_PF) c->cr[CR_FADDR] = aux;
     int bcode = cause | (vec == VEC_PF ? pf_bits(err) << 4 : 0);
     int fv = enter_handler(c, vec, err, &handler);
+    if (fv == FAULT_EPT && c->nonroot) {
+        /* the frame's page is write-protected in the EPT (copy-on-write):
+         * an EPT violation, with the event being delivered remembered */
+        int r = ept_violation(c, c->pc, NULL, NULL);
+        c->exit.idt_valid = 1;
+        c->exit.idt_vector = vec;
+        c->exit.idt_cause = cause;
+        c->exit.idt_err = err;
+        c->exit.idt_aux = aux;
+        return r;
+    }
     if (fv == VEC_PF && c->nonroot && ((c->vmx_exc >> VEC_PF) & 1)) {
         /* the frame's page is not mapped yet (a shadow page table miss):
          * exit, and remember the event being delivered (SDM 27.2.4) */
@@ -521,8 +533,16 @@ int cpu_deliver(cpu_t *c, int vector, int cause, uint32_t err, uint32_t aux) {
  * c->pc must hold the return address.  Returns an exit reason or 0. */
 /* A VM exit from VMX non-root operation: the guest stops, the VMM decides.
  * c->pc is where the guest goes on if the VMM does nothing. */
+static int vm_exit_y(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
+                     const uint32_t w[2], const cpu_insn *in, uint32_t y);
 static int vm_exit(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
                    const uint32_t w[2], const cpu_insn *in) {
+    return vm_exit_y(c, reason, vector, qual, insn_pc, w, in, w ? w[0] : 0);
+}
+
+/* ... with y the trace record's last field (word 0, or an EPT violation's address) */
+static int vm_exit_y(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t insn_pc,
+                     const uint32_t w[2], const cpu_insn *in, uint32_t y) {
     cpu_exit *x = &c->exit;
     *x = (cpu_exit){.reason = CPU_EXIT_VMX, .vmx_reason = reason, .qual = qual, .vector = vector,
                     .pc = insn_pc, .next_pc = insn_pc + (in ? in->size : 0)};
@@ -531,14 +551,24 @@ static int vm_exit(cpu_t *c, int reason, int vector, uint32_t qual, uint32_t ins
         x->word[1] = w[1];
     }
     if (in) x->insn = *in;
-    cpu_emit(c, EV_VMEXIT, reason, vector, insn_pc, qual, w ? w[0] : 0);
+    cpu_emit(c, EV_VMEXIT, reason, vector, insn_pc, qual, y);
     return CPU_EXIT_VMX;
+}
+
+/* An EPT violation (SDM 28.2.3): the qualification says what the access was
+ * and what the entry allowed (c->fault_err), exit.addr has the
+ * guest-physical address; the trace record carries it in y. */
+static int ept_violation(cpu_t *c, uint32_t insn_pc, const uint32_t w[2], const cpu_insn *in) {
+    uint32_t gpa = c->fault_addr;
+    int r = vm_exit_y(c, VMX_EXIT_EPT, 0, c->fault_err, insn_pc, w, in, gpa);
+    c->exit.addr = gpa;
+    return r;
 }
 
 static int raise_trap(cpu_t *c, int vec, int cause, uint32_t err, uint32_t aux, uint32_t insn_pc,
                       const uint32_t w[2], const cpu_insn *in) {
-    if (vec == FAULT_EPT) /* the guest touched guest-physical memory it does not have */
-        return vm_exit(c, VMX_EXIT_EPT, 0, c->fault_addr, insn_pc, w, in);
+    if (vec == FAULT_EPT) /* guest-physical memory it does not have, or may not write */
+        return ept_violation(c, insn_pc, w, in);
     if (c->nonroot && vec < 32 && ((c->vmx_exc >> vec) & 1)) { /* the exception bitmap */
         int r = vm_exit(c, VMX_EXIT_EXCEPTION, vec, aux, insn_pc, w, in);
         c->exit.err = err;

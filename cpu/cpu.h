@@ -61,6 +61,15 @@ enum {
 
 #define CPU_PAGE 4096u
 #define CPU_TLB_SIZE 64
+/* An EPT entry's write-protect bit: the guest may read the page, a write
+ * exits (VMX_EXIT_EPT with EPT_QUAL_WRITE) -- copy-on-write memory. */
+#define CPU_EPT_RO 0x80000000u
+/* An EPT violation's exit qualification (SDM 28.2.3, table 28-7) */
+#define EPT_QUAL_READ 0x1u      /* the access was a data read */
+#define EPT_QUAL_WRITE 0x2u     /* ... a data write */
+#define EPT_QUAL_FETCH 0x4u     /* ... an instruction fetch */
+#define EPT_QUAL_READABLE 0x8u  /* the entry was present (readable, executable) */
+#define EPT_QUAL_WRITABLE 0x10u /* the entry allowed writes */
 
 enum cpu_exit_reason {
     CPU_EXIT_NONE = 0,
@@ -102,7 +111,7 @@ enum {
     VMX_EXIT_CR = 28,       /* exit.qual: cr | 0x10 for a read | reg << 8 */
     VMX_EXIT_IO = 30,       /* exit.qual: port | 0x10000 for out */
     VMX_EXIT_DESC = 46,
-    VMX_EXIT_EPT = 48 /* exit.qual: the guest-physical address */
+    VMX_EXIT_EPT = 48 /* exit.qual: the access (EPT_QUAL_*, above), exit.addr: the guest-physical address */
 };
 
 typedef struct cpu_exit {
@@ -202,7 +211,7 @@ struct cpu {
     /* VMX non-root operation (the VMM sets these before entering a guest) */
     uint32_t vmx_ctl;       /* VMX_* controls */
     uint32_t vmx_exc;       /* exception bitmap: vectors 0-31 that exit */
-    const uint32_t *ept;    /* EPT: guest page -> host page + 1 (0: not mapped) */
+    const uint32_t *ept;    /* EPT: guest page -> host page + 1 (0: not mapped), | CPU_EPT_RO */
     uint32_t ept_pages;
     const uint8_t *io_bitmap; /* 65536 bits, 1: that port exits; NULL: none exit */
     uint32_t status_mask;     /* status bits the VMM owns (the SDM's CR0 guest/host mask): */
@@ -295,6 +304,10 @@ int cpu_translate(cpu_t *c, uint32_t va, int access, uint32_t *pa);
 int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n);
 int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n);
 void cpu_tlb_flush(cpu_t *c);
+/* A hypervisor remapped or freed host frame ppn: drop its TLB entries, its
+ * decoded instructions and the trace's copy of it (the next block run from
+ * it sends the page again). */
+void cpu_frame_forget(cpu_t *c, uint32_t ppn);
 void cpu_invlpg(cpu_t *c, uint32_t va); /* drop one TLB entry, as the instruction does */
 
 /* Registers seen by software */

@@ -257,6 +257,9 @@ static const char *const disk_names[EV_DISK_LAST - EV_DISK_CMD] = {"disk-cmd", "
 const char *cpu_event_kind_name(int kind) {
     if (kind >= EV_HV_EMULATE && kind < EV_HV_LAST) return hv_names[kind - EV_HV_EMULATE];
     if (kind >= EV_DISK_CMD && kind < EV_DISK_LAST) return disk_names[kind - EV_DISK_CMD];
+    static const char *const mem_names[EV_MEM_LAST - EV_MEM_COW] = {"mem-cow", "mem-clone", "mem-merge",
+                                                                   "mem-free", "mem-scan", "mem-destroy"};
+    if (kind >= EV_MEM_COW && kind < EV_MEM_LAST) return mem_names[kind - EV_MEM_COW];
     static const char *const n[EV_CPU_LAST] = {
         [EV_NONE] = "none",           [EV_INSN] = "insn",
         [EV_SYNC] = "sync",           [EV_TRAP] = "trap",

@@ -43,6 +43,7 @@
  *   EV_COST      a = op, x = cycles: the cost of one instruction changed
  *   EV_REPEAT    x = n: the EV_BLOCK just before ran n more times (a loop)
  *   EV_VMEXIT    a = reason (VMX_EXIT_*), b = vector, pc, x = qualification, y = word 0
+ *                (an EPT violation: y = the guest-physical address)
  *   EV_VMENTRY   a = 0 launch / 1 resume, pc = guest pc, x = VM id
  *   EV_ASPACE    pc = where, x = the new page-table base as the program wrote it,
  *                a = 1 written by the hypervisor on behalf of a guest (emulated), else 0:
@@ -107,7 +108,18 @@ enum cpu_event_kind {
     EV_DISK_DONE,     /* a = cmd, b = status error code (0: success), pc, x = LBA, y = count:
                        * the request completed or failed; the completion interrupt follows */
     EV_DISK_LAST,
-    /* 96-127: sim (reserved) */
+    /* 72-79: copy-on-write memory (hypervisor/cowmem.c); 96-127: sim (reserved) */
+    EV_MEM_COW = 72, /* a = VM id, b = 0 copied / 1 write permission restored (no other sharer),
+                      * pc, x = guest-physical page, y = old frame | new frame << 16 */
+    EV_MEM_CLONE,    /* a = parent VM id, b = the clone's id, x = guest pages shared */
+    EV_MEM_MERGE,    /* a = VM id, x = guest-physical page, y = the identical frame it now maps |
+                      * the frame it left << 16: the sharing scanner merged it */
+    EV_MEM_FREE,     /* a = why (0: merged away, 1: its VM was destroyed), x = frame: back on
+                      * the free list */
+    EV_MEM_SCAN,     /* x = guest pages scanned, y = pages merged | hash collisions << 16 (each
+                      * at most 0xffff), a = 0: one run of the sharing scanner */
+    EV_MEM_DESTROY,  /* a = VM id, x = guest frames freed, y = guest pages it had */
+    EV_MEM_LAST,
     EV_KIND_COUNT = 128
 };
 

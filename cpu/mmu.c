@@ -28,6 +28,14 @@ void cpu_tlb_flush(cpu_t *c) {
 
 void cpu_invlpg(cpu_t *c, uint32_t va) { mmu_invlpg(c, va); }
 
+void cpu_frame_forget(cpu_t *c, uint32_t ppn) {
+    if (ppn >= c->npages) return;
+    for (int i = 0; i < CPU_TLB_SIZE; i++)
+        if (c->tlb[i].vpn && c->tlb[i].ppn == ppn) memset(&c->tlb[i], 0, sizeof c->tlb[i]);
+    c->tlb_gen++;
+    mmu_code_invalidate(c, ppn);
+}
+
 void mmu_invlpg(cpu_t *c, uint32_t va) {
     cpu_tlb_entry *e = &c->tlb[(va >> 12) & (CPU_TLB_SIZE - 1)];
     if (e->vpn == (va >> 12) + 1) memset(e, 0, sizeof *e);
@@ -47,31 +55,36 @@ static int walk(cpu_t *c, uint32_t va, int acc, int set_ad, uint32_t *ppn, uint3
     uint32_t err = (write ? PF_WRITE : 0) | (user ? PF_USER : 0) | (acc == ACC_FETCH ? PF_FETCH : 0);
     uint32_t hpa;
     if (!(c->cr[CR_STATUS] & CPU_ST_PG)) {
-        if ((v = mmu_ept(c, va, &hpa))) return v; /* in a VM: guest-physical is not host-physical */
+        if ((v = mmu_ept(c, va, &hpa, acc))) return v; /* in a VM: guest-physical is not host-physical */
         if ((hpa >> 12) >= c->npages) return fault(c, VEC_MC, 0, va);
         *ppn = hpa >> 12;
-        *pbits = PTE_P | PTE_W | PTE_U | PTE_D;
+        *pbits = PTE_P | (mmu_ept_readonly(c, va) ? 0 : PTE_W) | PTE_U | PTE_D;
         return 0;
     }
-    uint32_t pde_pa = (c->cr[CR_PTBR] & PTE_FRAME) + (va >> 22) * 4;
-    if ((v = mmu_ept(c, pde_pa, &pde_pa))) return v;
+    uint32_t pde_gpa = (c->cr[CR_PTBR] & PTE_FRAME) + (va >> 22) * 4, pde_pa;
+    if ((v = mmu_ept(c, pde_gpa, &pde_pa, ACC_READ))) return v;
     if (!phys_ok(c, pde_pa, 4)) return fault(c, VEC_MC, 0, pde_pa);
     uint32_t pde = rd32(c, pde_pa);
     if (!(pde & PTE_P)) return fault(c, VEC_PF, err, va);
-    uint32_t pte_pa = (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4;
-    if ((v = mmu_ept(c, pte_pa, &pte_pa))) return v;
+    uint32_t pte_gpa = (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4, pte_pa;
+    if ((v = mmu_ept(c, pte_gpa, &pte_pa, ACC_READ))) return v;
     if (!phys_ok(c, pte_pa, 4)) return fault(c, VEC_MC, 0, pte_pa);
     uint32_t pte = rd32(c, pte_pa);
     if (!(pte & PTE_P)) return fault(c, VEC_PF, err, va);
     uint32_t bits = PTE_P | (pde & pte & (PTE_W | PTE_U)) | (pte & PTE_D) | ((pde | pte) & PTE_NX);
     if ((user && !(bits & PTE_U)) || (write && !(bits & PTE_W)) || (acc == ACC_FETCH && (bits & PTE_NX)))
         return fault(c, VEC_PF, err | PF_PRESENT, va);
-    if ((v = mmu_ept(c, pte & PTE_FRAME, &hpa))) return v;
+    if ((v = mmu_ept(c, pte & PTE_FRAME, &hpa, acc))) return v;
     if ((hpa >> 12) >= c->npages) return fault(c, VEC_MC, 0, pte & PTE_FRAME);
+    if (mmu_ept_readonly(c, pte & PTE_FRAME)) bits &= ~PTE_W; /* no write access cached */
     if (set_ad) {
+        uint32_t npte = pte | PTE_A | (write ? PTE_D : 0);
+        /* setting accessed/dirty bits writes the guest's page tables: an
+         * EPT write access (SDM 28.2.3.2) */
+        if (!(pde & PTE_A) && (v = mmu_ept(c, pde_gpa, &pde_pa, ACC_WRITE))) return v;
+        if (npte != pte && (v = mmu_ept(c, pte_gpa, &pte_pa, ACC_WRITE))) return v;
         c->cycles += c->cost_walk;
         if (!(pde & PTE_A)) wr32(c, pde_pa, pde | PTE_A);
-        uint32_t npte = pte | PTE_A | (write ? PTE_D : 0);
         if (npte != pte) wr32(c, pte_pa, npte);
         if (write) bits |= PTE_D;
     }

@@ -107,20 +107,33 @@ void mmu_code_invalidate(cpu_t *c, uint32_t ppn);
 void mmu_invlpg(cpu_t *c, uint32_t va);
 
 /* Guest-physical to host-physical in VMX non-root with EPT; identity
- * otherwise.  0, or FAULT_EPT with c->fault_addr = gpa. */
-static inline int mmu_ept(cpu_t *c, uint32_t gpa, uint32_t *hpa) {
+ * otherwise.  acc is the access (ACC_READ, ACC_WRITE, ACC_FETCH): a write
+ * through an entry with CPU_EPT_RO is an EPT violation too (SDM 28.2.3,
+ * how a hypervisor write-protects guest memory: copy-on-write).  0, or
+ * FAULT_EPT with c->fault_addr = gpa and c->fault_err = the exit
+ * qualification (EPT_QUAL_*, SDM table 28-7). */
+static inline int mmu_ept(cpu_t *c, uint32_t gpa, uint32_t *hpa, int acc) {
     if (!(c->nonroot && (c->vmx_ctl & VMX_EPT))) {
         *hpa = gpa;
         return 0;
     }
-    uint32_t g = gpa >> 12;
-    if (g >= c->ept_pages || !c->ept || !c->ept[g]) {
+    uint32_t g = gpa >> 12, e = g < c->ept_pages && c->ept ? c->ept[g] : 0;
+    uint32_t qacc = acc == ACC_WRITE ? EPT_QUAL_WRITE : acc == ACC_FETCH ? EPT_QUAL_FETCH : EPT_QUAL_READ;
+    if (!e || (acc == ACC_WRITE && (e & CPU_EPT_RO))) {
         c->fault_addr = gpa;
-        c->fault_err = 0;
+        c->fault_err = qacc | (e ? EPT_QUAL_READABLE : 0);
         return FAULT_EPT;
     }
-    *hpa = (c->ept[g] - 1) << 12 | (gpa & 0xfff);
+    *hpa = ((e & ~CPU_EPT_RO) - 1) << 12 | (gpa & 0xfff);
     return 0;
+}
+
+/* The EPT entry of gpa allows reads but not writes (a read fills a TLB
+ * entry without write permission, so the first write walks and exits). */
+static inline int mmu_ept_readonly(const cpu_t *c, uint32_t gpa) {
+    if (!(c->nonroot && (c->vmx_ctl & VMX_EPT))) return 0;
+    uint32_t g = gpa >> 12;
+    return g < c->ept_pages && c->ept && (c->ept[g] & CPU_EPT_RO);
 }
 
 #endif

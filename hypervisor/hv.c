@@ -12,6 +12,7 @@
  * after its next slice: migration); a CPU with nothing to run idles until a
  * waiting VM's virtual timer falls due. */
 #include "hypervisor/hv_internal.h"
+#include "hypervisor/cowmem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,11 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->pcpu[0].vm = -1;
     h->rr_last = -1;
     h->interleave = 1000;
+    if (hv_frames_init(h)) {
+        free(h);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     hv_cost_preset(h, "nehalem2009");
     h->quantum = 100000;
     for (int v = 0; v < CPU_NVEC; v++) cpu_intercept(host, v, 1);
@@ -70,6 +76,7 @@ void hv_free(hv *h) {
     free(h->host_world.callouts); /* hosted: VMDriver's switch into the VMM */
     for (int i = 0; i < h->nvms; i++) hv_vm_free(h->vms[i]);
     free(h->vms);
+    hv_frames_free(h);
     free(h);
 }
 
@@ -88,6 +95,53 @@ static void give_callouts(cpu_t *c, const hv_vm *vm) {
     c->callout_cap = vm->callout_cap;
 }
 
+/* The TLBs of every physical CPU (and of a hosted VMM's host world): the
+ * waiting ones keep theirs in their saved context. */
+static void ctx_drop_frame(cpu_context *x, uint32_t f) {
+    for (int i = 0; i < CPU_TLB_SIZE; i++)
+        if (x->tlb[i].vpn && x->tlb[i].ppn == f) memset(&x->tlb[i], 0, sizeof x->tlb[i]);
+}
+
+void hv_tlb_drop_frame(hv *h, uint32_t f) {
+    cpu_t *c = h->host;
+    for (int i = 0; i < CPU_TLB_SIZE; i++)
+        if (c->tlb[i].vpn && c->tlb[i].ppn == f) memset(&c->tlb[i], 0, sizeof c->tlb[i]);
+    c->tlb_gen++;
+    for (int p = 0; p < h->ncpus; p++)
+        if (p != h->active) ctx_drop_frame(&h->pcpu[p].ctx, f);
+    if (h->hosted) ctx_drop_frame(&h->host_world, f);
+}
+
+void hv_tlb_flush_all(hv *h) {
+    cpu_tlb_flush(h->host);
+    for (int p = 0; p < h->ncpus; p++)
+        if (p != h->active) memset(h->pcpu[p].ctx.tlb, 0, sizeof h->pcpu[p].ctx.tlb);
+}
+
+/* Binary translation: a clone's translations call out where its parent's
+ * do.  The parent's callouts are in the CPU it runs on, or its own. */
+int hv_vm_copy_callouts(hv *h, const hv_vm *from, hv_vm *to) {
+    int p = hv_vm_cpu(h, from);
+    const uint32_t *set = from->callouts;
+    uint32_t n = from->ncallouts, cap = from->callout_cap;
+    if (p == h->active) {
+        set = h->host->callouts;
+        n = h->host->ncallouts;
+        cap = h->host->callout_cap;
+    } else if (p >= 0) {
+        set = h->pcpu[p].ctx.callouts;
+        n = h->pcpu[p].ctx.ncallouts;
+        cap = h->pcpu[p].ctx.callout_cap;
+    }
+    if (!set || !cap) return 0;
+    to->callouts = malloc(cap * sizeof *to->callouts);
+    if (!to->callouts) return -1;
+    memcpy(to->callouts, set, cap * sizeof *to->callouts);
+    to->ncallouts = n;
+    to->callout_cap = cap;
+    return 0;
+}
+
 static void save(hv *h, hv_vm *vm) {
     cpu_t *c = h->host;
     vm->last_cycle = c->cycles;
@@ -100,6 +154,15 @@ static void save(hv *h, hv_vm *vm) {
     memcpy(v->r, c->r, sizeof v->r);
     v->pc = c->pc;
     v->flags = cpu_get_flags(c) & CPU_FL_ARITH;
+}
+
+void hv_unload(hv *h, hv_vm *vm) {
+    if (h->current != vm->id) return;
+    vm->cpu_cycles += h->host->cycles - h->slice_start;
+    h->pcpu[h->active].busy += h->host->cycles - h->slice_start;
+    save(h, vm);
+    h->current = -1;
+    h->pcpu[h->active].vm = -1;
 }
 
 static void load(hv *h, hv_vm *vm) {

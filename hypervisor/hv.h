@@ -122,6 +122,13 @@ typedef struct hv_vm {
     int last_cpu;         /* the physical CPU it ran on last (-1: none yet) */
     uint64_t migrations;  /* slices it ran on another CPU than the one before */
     struct hv_vdisk *vdisk; /* its disk controller (the device model, vdev.c), or NULL */
+    /* copy-on-write memory (hypervisor/cowmem.c) */
+    uint32_t *cow;        /* guest pages mapped read-only for copy-on-write (bitmap) */
+    int parent;           /* the VM it was cloned from, or -1 */
+    uint64_t cow_copies;  /* writes to a shared page that copied it */
+    uint64_t cow_restores; /* writes that found the page no longer shared: write permission restored */
+    uint64_t merged;      /* its pages the sharing scanner merged into another frame */
+    int destroyed;        /* hv_vm_destroy: its frames are back with the hypervisor */
 } hv_vm;
 
 /* A physical CPU of the machine.  The one running now (hv.active) has its
@@ -143,10 +150,13 @@ enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 enum { HV_REQ_NONE = 0, HV_REQ_CONSOLE = 1, HV_REQ_DEVICE = 2 };
 
 struct hv;
+struct hv_frames;
 typedef struct hv {
     cpu_t *host;          /* the physical machine (not owned) */
-    uint32_t next_frame;  /* frame allocator: next free host page */
-    uint32_t free_frames; /* frames left */
+    uint32_t next_frame;  /* frame allocator: next never-used host page */
+    uint32_t free_frames; /* frames left (never used, and freed) */
+    struct hv_frames *frames; /* the frame table: reference counts, free list (cowmem.c) */
+    uint32_t cost_copy;   /* copy-on-write: copying a page */
     hv_vm **vms;
     int nvms;
     int current;          /* VM on the CPU, or -1 */

@@ -9,14 +9,35 @@
 
 #define HV_FIRST_FRAME 16 /* host pages below this are the hypervisor's own */
 
+/* hv.c */
+void hv_tlb_drop_frame(hv *h, uint32_t f); /* on every physical CPU: a guest page left frame f */
+void hv_tlb_flush_all(hv *h);               /* every physical CPU's TLB */
+void hv_unload(hv *h, hv_vm *vm);           /* the VM on the active CPU leaves it (its state saved) */
+int hv_vm_copy_callouts(hv *h, const hv_vm *from, hv_vm *to); /* 0, or -1 out of host memory */
+
 /* hosted.c */
 int hv_hosted_boot(hv *h);                        /* the host world starts VMApp, which starts the VMs */
 int hv_hosted_cheap(const hv *h, uint32_t port);  /* handled in the VMM without a world switch */
 /* the round trip for the guest instruction at pc */
 int hv_hosted_io(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t value, uint32_t pc);
+/* cowmem.c: the frame table */
+uint32_t hv_alloc_frame(hv *h);       /* a zeroed hypervisor-owned host page number, 0 when none is left */
+uint32_t hv_alloc_guest_frame(hv *h); /* a zeroed frame for a guest page (count 1), 0 when none is left */
+/* Guest page g of vm is mapped read-only for copy-on-write. */
+static inline int hv_cow_ro(const hv_vm *vm, uint32_t g) {
+    return vm->cow && g < vm->npages && ((vm->cow[g >> 5] >> (g & 31)) & 1);
+}
+/* A write to guest page g of vm, which is read-only for copy-on-write:
+ * copy it (count above one) or restore write permission, remap it
+ * writable, drop stale shadow and TLB entries.  0, or -1 when the host has
+ * no frame for the copy. */
+int hv_cow_write(hv *h, hv_vm *vm, uint32_t g);
 
 /* vm.c */
-uint32_t hv_alloc_frame(hv *h); /* a zeroed host page number, 0 when none is left */
+/* A VM's bookkeeping (p2m, bitmaps, shadow directories), registered with h;
+ * fresh: each guest page gets a new zeroed frame, else none is mapped yet. */
+hv_vm *hv_vm_make(hv *h, const char *name, uint32_t npages, int technique, int kernel_ring, int fresh,
+                  char *err, size_t errlen);
 void hv_vm_free(hv_vm *vm);
 int hv_gpa_to_hpa(const hv_vm *vm, uint32_t gpa, uint32_t *hpa);
 int hv_guest_walk(hv *h, hv_vm *vm, uint32_t va, int acc, int user, uint32_t *gpa, uint32_t *bits,
@@ -32,6 +53,8 @@ void hv_shadow_flush(hv *h, hv_vm *vm); /* drop every shadow (paging bit, retran
  * or a fresh one) becomes the current one. */
 void hv_shadow_switch(hv *h, hv_vm *vm, uint32_t gptbr, uint32_t pc);
 void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va);
+/* Drop every entry of vm's shadows that maps host frame hpa (it was remapped). */
+void hv_shadow_unmap_frame(hv *h, hv_vm *vm, uint32_t hpa);
 void hv_shadow_pt_written(hv *h, hv_vm *vm, uint32_t gpa);
 /* A write by the guest instruction at pc faulted on a shadow entry that is
  * present and read-only: a store into a guest page table (let through once,
@@ -89,6 +112,9 @@ void hv_vmx_enter(hv *h, hv_vm *vm); /* load the guest state, VM entry */
 void hv_vmx_leave(hv *h, hv_vm *vm); /* save the guest state after a VM exit */
 int hv_vmx_exit(hv *h, hv_vm *vm);   /* handle h->host->exit */
 void hv_vmx_deliver_pending(hv *h, hv_vm *vm);
+/* vm's guest pages moved to other frames (copy-on-write): the host
+ * addresses the CPU holds for it (shadow paging's vector table) follow. */
+void hv_vmx_remap(hv *h, hv_vm *vm);
 
 /* hv.c */
 void hv_emit(hv *h, int kind, int a, int b, uint32_t pc, uint32_t x, uint32_t y);

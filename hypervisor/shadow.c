@@ -171,6 +171,13 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
     int vec = hv_guest_walk(h, vm, va, acc, user, &gpa, &bits, gerr);
     protect_new_pts(h, vm); /* the walk found a new page table */
     if (vec) return vec; /* the guest's own fault */
+    /* a write to a page shared copy-on-write: copy it (or take it back
+     * writable) before the shadow maps it; no host frame left for the copy
+     * is the guest's machine check */
+    if (acc == 1 && hv_cow_ro(vm, gpa >> 12) && hv_cow_write(h, vm, gpa >> 12)) {
+        *gerr = 0;
+        return VEC_MC;
+    }
     if (hv_gpa_to_hpa(vm, gpa, &hpa)) {
         *gerr = 0;
         return VEC_MC;
@@ -189,8 +196,10 @@ int hv_shadow_fault(hv *h, hv_vm *vm, uint32_t va, uint32_t host_err, uint32_t *
     }
     if (bt && v->vcpl != 3 && !translated) pte |= PTE_NX;
     /* writable only when the guest allows it, its dirty bit is set, and the
-     * page is neither one of the guest's page tables nor translated code */
-    if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa) && !translated) pte |= PTE_W | PTE_D;
+     * page is neither one of the guest's page tables nor translated code nor
+     * shared copy-on-write */
+    if ((bits & PTE_W) && (bits & PTE_D) && !hv_is_pt(vm, gpa) && !translated && !hv_cow_ro(vm, gpa >> 12))
+        pte |= PTE_W | PTE_D;
     /* with guest paging off, "physical" memory is all reachable, as natively;
      * a guest kernel in ring 3 reaches its supervisor pages through its own shadow */
     if (!(v->vcr[CR_STATUS] & CPU_ST_PG) || (v->vcpl != 3 && vm->kernel_ring == 3)) pte |= PTE_U;
@@ -220,6 +229,27 @@ void hv_shadow_drop(hv *h, hv_vm *vm, uint32_t va) {
         if (pde & PTE_P) wr(h, (pde & PTE_FRAME) + ((va >> 12) & 0x3ff) * 4, 0);
     }
     cpu_invlpg(h->host, va);
+}
+
+void hv_shadow_unmap_frame(hv *h, hv_vm *vm, uint32_t hpa) {
+    for (int i = 0; i < HV_SHADOW_CACHE; i++) {
+        const hv_shadow_set *s = &vm->shadows[i];
+        uint32_t roots[2] = {s->pd, s->kpd};
+        for (int k = 0; k < 2; k++) {
+            if (!roots[k]) continue;
+            for (uint32_t pdi = 0; pdi < 1024; pdi++) {
+                uint32_t pde = rd(h, roots[k] + pdi * 4);
+                if (!(pde & PTE_P)) continue;
+                for (uint32_t pti = 0; pti < 1024; pti++) {
+                    uint32_t pa = (pde & PTE_FRAME) + pti * 4, pte = rd(h, pa);
+                    if ((pte & PTE_P) && (pte & PTE_FRAME) == (hpa & PTE_FRAME)) {
+                        wr(h, pa, 0);
+                        cpu_invlpg(h->host, pdi << 22 | pti << 12);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /* The guest wrote its page-table page at gpa: drop exactly the shadow

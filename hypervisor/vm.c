@@ -19,13 +19,50 @@ int hv_technique_by_name(const char *name) {
     return -1;
 }
 
-/* Frames are handed out once and never reused, and the host's memory
- * starts zeroed, so a new guest page reads as zeros (ESX zeroes new machine
- * pages, Waldspurger 2002) without the hypervisor touching it. */
-uint32_t hv_alloc_frame(hv *h) {
-    if (!h->free_frames) return 0;
-    h->free_frames--;
-    return h->next_frame++;
+hv_vm *hv_vm_make(hv *h, const char *name, uint32_t npages, int technique, int kernel_ring, int fresh,
+                  char *err, size_t errlen) {
+    hv_vm *vm = calloc(1, sizeof *vm);
+    hv_vm **list = realloc(h->vms, (size_t)(h->nvms + 1) * sizeof *list);
+    if (list) h->vms = list;
+    if (!vm || !list) {
+        free(vm);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    vm->p2m = calloc(npages, sizeof *vm->p2m);
+    vm->pt_frames = calloc((npages + 31) / 32, sizeof *vm->pt_frames);
+    vm->cow = calloc((npages + 31) / 32, sizeof *vm->cow);
+    if (technique == HV_BT) vm->bt_va = calloc(npages, sizeof *vm->bt_va);
+    if (technique == HV_VTX) vm->ept = calloc(npages, sizeof *vm->ept);
+    if (!vm->p2m || !vm->pt_frames || !vm->cow || (technique == HV_BT && !vm->bt_va) ||
+        (technique == HV_VTX && !vm->ept)) {
+        hv_vm_free(vm);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (h->free_frames < 2 + (fresh ? npages : 0)) {
+        hv_vm_free(vm);
+        snprintf(err, errlen, "the host has no frames left for the VM's shadow page tables");
+        return NULL;
+    }
+    vm->id = h->nvms;
+    snprintf(vm->name, sizeof vm->name, "%s", name && *name ? name : "vm");
+    vm->technique = technique;
+    vm->kernel_ring = technique == HV_VTX ? 0 : kernel_ring;
+    vm->weight = 1;
+    vm->last_exit = -1;
+    vm->last_cpu = -1;
+    vm->parent = -1;
+    vm->npages = npages;
+    vm->mem_size = npages * CPU_PAGE;
+    /* each guest page gets a frame of its own (zeroed: ESX zeroes new
+     * machine pages, Waldspurger 2002) */
+    for (uint32_t g = 0; fresh && g < npages; g++) vm->p2m[g] = hv_alloc_guest_frame(h);
+    vm->shadows[0].pd = vm->shadow_pd = hv_alloc_frame(h) << 12;
+    vm->shadows[0].kpd = vm->shadow_kpd = hv_alloc_frame(h) << 12;
+    vm->shadows[0].valid = 1; /* empty, and right for any guest ptbr until the first switch */
+    h->vms[h->nvms++] = vm;
+    return vm;
 }
 
 hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int kernel_ring,
@@ -43,60 +80,15 @@ hv_vm *hv_vm_new(hv *h, const char *name, uint32_t mem_bytes, int technique, int
                  npages * 4);
         return NULL;
     }
-    hv_vm *vm = calloc(1, sizeof *vm);
-    hv_vm **list = realloc(h->vms, (size_t)(h->nvms + 1) * sizeof *list);
-    if (!vm || !list) {
-        free(vm);
-        if (list) h->vms = list;
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    h->vms = list;
-    vm->p2m = calloc(npages, sizeof *vm->p2m);
-    vm->pt_frames = calloc((npages + 31) / 32, sizeof *vm->pt_frames);
-    if (!vm->p2m || !vm->pt_frames) {
-        free(vm->p2m);
-        free(vm->pt_frames);
-        free(vm);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    vm->id = h->nvms;
-    snprintf(vm->name, sizeof vm->name, "%s", name && *name ? name : "vm");
-    vm->technique = technique;
-    vm->kernel_ring = kernel_ring;
-    vm->weight = 1;
-    vm->last_exit = -1;
-    vm->last_cpu = -1;
-    vm->npages = npages;
-    vm->mem_size = npages * CPU_PAGE;
-    for (uint32_t g = 0; g < npages; g++) vm->p2m[g] = hv_alloc_frame(h);
-    vm->shadows[0].pd = vm->shadow_pd = hv_alloc_frame(h) << 12;
-    vm->shadows[0].kpd = vm->shadow_kpd = hv_alloc_frame(h) << 12;
-    vm->shadows[0].valid = 1; /* empty, and right for any guest ptbr until the first switch */
-    if (technique == HV_BT) {
-        vm->bt_va = calloc(npages, sizeof *vm->bt_va);
-        if (!vm->bt_va) {
-            hv_vm_free(vm);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-    }
+    hv_vm *vm = hv_vm_make(h, name, npages, technique, kernel_ring, 1, err, errlen);
+    if (!vm) return NULL;
     if (technique == HV_VTX) {
         /* the guest kernel keeps ring 0 in non-root mode; its guest-physical
          * memory is reached through the EPT (SDM 28.2), built from the p2m */
-        vm->kernel_ring = 0;
-        vm->ept = calloc(npages, sizeof *vm->ept);
-        if (!vm->ept) {
-            hv_vm_free(vm);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
         for (uint32_t g = 0; g < npages; g++) vm->ept[g] = vm->p2m[g] + 1;
         vm->vmx_ctl = VMX_HLT_EXIT | VMX_IO_EXIT | VMX_EXTINT_EXIT | VMX_EPT;
         vm->vmx_exc = 0; /* the guest handles its own exceptions */
     }
-    h->vms[h->nvms++] = vm;
     return vm;
 }
 
@@ -105,6 +97,7 @@ void hv_vm_free(hv_vm *vm) {
     hv_vdev_free(vm);
     free(vm->p2m);
     free(vm->pt_frames);
+    free(vm->cow);
     for (int i = 0; i < HV_SHADOW_CACHE; i++) free(vm->shadows[i].pts);
     free(vm->ept);
     free(vm->bt_va);
@@ -121,11 +114,16 @@ int hv_gpa_to_hpa(const hv_vm *vm, uint32_t gpa, uint32_t *hpa) {
     return 0;
 }
 
+/* Guest-physical memory from the hypervisor's side.  A write to a page
+ * shared copy-on-write breaks the sharing first, as the guest's own write
+ * would: device DMA, loads, the page walk's A/D bits all come through here. */
 static int phys_copy(hv *h, hv_vm *vm, uint32_t gpa, void *buf, size_t n, int write) {
     uint8_t *p = buf;
     while (n) {
         uint32_t hpa, k = CPU_PAGE - (gpa & 0xfff);
         if (k > n) k = (uint32_t)n;
+        if ((gpa >> 12) >= vm->npages) return -1;
+        if (write && hv_cow_ro(vm, gpa >> 12) && hv_cow_write(h, vm, gpa >> 12)) return -1;
         if (hv_gpa_to_hpa(vm, gpa, &hpa)) return -1;
         if (write ? cpu_phys_write(h->host, hpa, p, k) : cpu_phys_read(h->host, hpa, p, k)) return -1;
         p += k;
@@ -222,6 +220,16 @@ int hv_vm_read_virt(hv *h, hv_vm *vm, uint32_t va, void *dst, size_t n) {
 }
 
 int hv_vm_write_virt(hv *h, hv_vm *vm, uint32_t va, const void *src, size_t n) {
-    if (on_cpu_vtx(h, vm)) return cpu_virt_write(h->host, va, src, n);
+    if (on_cpu_vtx(h, vm)) {
+        /* the CPU's walk gives host frames: break the sharing of the guest
+         * pages behind them first (the EPT would refuse the write) */
+        for (uint32_t a = va & PTE_FRAME; n && a - (va & PTE_FRAME) < n + (va & 0xfff); a += CPU_PAGE) {
+            uint32_t hpa;
+            if (cpu_translate(h->host, a, 0, &hpa)) break;
+            for (uint32_t g = 0; g < vm->npages; g++)
+                if (vm->p2m[g] == hpa >> 12 && hv_cow_ro(vm, g)) hv_cow_write(h, vm, g);
+        }
+        return cpu_virt_write(h->host, va, src, n);
+    }
     return hv_guest_copy(h, vm, va, (void *)src, n, 1);
 }

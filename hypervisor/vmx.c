@@ -17,12 +17,19 @@
  * virtual (loads and reads exit), its paging bit is in the status read
  * shadow, and its page faults exit first (exception bitmap). */
 /* The host address of the guest's vector table (guest-physical), for the
- * CPU's vbr.  The VM's frames are handed out in order, so a table that
- * crosses a page stays contiguous.  Outside the VM's memory: an address
- * outside the host's too, so delivery fails as it would natively. */
+ * CPU's vbr.  A new VM's frames are handed out in order, so a table that
+ * crosses a page stays contiguous (after a copy-on-write copy or a merge
+ * its pages may not be: vlab's guests keep the table in one page).  Outside
+ * the VM's memory: an address outside the host's too, so delivery fails as
+ * it would natively.  hv_vmx_remap follows a copy-on-write move. */
 static uint32_t host_vbr(const hv_vm *vm) {
     uint32_t hpa;
     return hv_gpa_to_hpa(vm, vm->vcpu.vcr[CR_VBR], &hpa) ? 0xfffffc00u : hpa;
+}
+
+void hv_vmx_remap(hv *h, hv_vm *vm) {
+    if (vm->technique == HV_VTX && vm->vtx_shadow && h->current == vm->id && h->host->nonroot)
+        h->host->cr[CR_VBR] = host_vbr(vm);
 }
 
 static void enter_shadow(hv *h, hv_vm *vm) {
@@ -249,10 +256,25 @@ static int handle_exit(hv *h, hv_vm *vm) {
         c->pc = x->pc;
         deliver(h, vm, VEC_UD, CAUSE_UD, 0, x->word[0]);
         break;
-    case VMX_EXIT_EPT: /* guest-physical memory it does not have: a machine check */
+    case VMX_EXIT_EPT: {
+        uint32_t g = x->addr >> 12;
         c->pc = x->pc;
-        deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->qual);
+        if ((x->qual & EPT_QUAL_WRITE) && hv_cow_ro(vm, g)) {
+            /* a write to a page shared copy-on-write (the EPT entry is
+             * read-only): copy it or restore write permission, then run
+             * the instruction again -- or deliver the event whose trap
+             * frame it was (IDT-vectoring information, SDM 27.2.4) */
+            if (hv_cow_write(h, vm, g)) {
+                deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->addr); /* no host frame for the copy */
+                break;
+            }
+            if (x->idt_valid) deliver(h, vm, x->idt_vector, x->idt_cause, x->idt_err, x->idt_aux);
+            break;
+        }
+        /* guest-physical memory it does not have: a machine check */
+        deliver(h, vm, VEC_MC, CAUSE_BUS, 0, x->addr);
         break;
+    }
     default: { /* an exit this hypervisor does not expect: say so, stop the VM */
         char note[160];
         int n = snprintf(note, sizeof note,
@@ -267,6 +289,8 @@ static int handle_exit(hv *h, hv_vm *vm) {
         vm->done = 1;
         return CPU_EXIT_SHUTDOWN;
     }
-    hv_vmx_deliver_pending(h, vm);
+    /* an event whose delivery exited again is still on its way: another
+     * one waits until it is in (else it would overwrite that exit) */
+    if (!vm->exit_again) hv_vmx_deliver_pending(h, vm);
     return 0;
 }

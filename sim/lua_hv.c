@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "hypervisor/cowmem.h"
 #include "hypervisor/hv.h"
 #include "sim/lua_host.h"
 #include "viz/text.h"
@@ -21,6 +22,7 @@ typedef struct hv_box {
     hv *h;
     sim_machine *m; /* the physical machine */
     lua_State *L;   /* the state running hv:run, for emulation routines */
+    int running;    /* inside hv:run (an emulation routine is calling) */
 } hv_box;
 
 typedef struct vm_box {
@@ -115,6 +117,21 @@ static int hv_gc(lua_State *L) {
     return 0;
 }
 
+/* The Lua object of a new VM of the hypervisor at stack index hvi. */
+static void push_vm(lua_State *L, int hvi, hv_box *b, hv_vm *vm) {
+    hvi = lua_absindex(L, hvi);
+    vm_box *vb = lua_newuserdatauv(L, sizeof *vb, 1);
+    vb->vm = vm;
+    vb->owner = b;
+    luaL_setmetatable(L, MT_VM);
+    lua_pushvalue(L, hvi);
+    lua_setiuservalue(L, -2, 1); /* the VM keeps its hypervisor alive */
+    lua_getiuservalue(L, hvi, 1); /* and the hypervisor knows its VMs' objects */
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, vm->id + 1);
+    lua_pop(L, 1);
+}
+
 /* hv:vm{name=, memory=, technique=, kernel_ring=, weight=, paging=} */
 static int hv_vm_create(lua_State *L) {
     hv_box *b = check_hv(L, 1);
@@ -157,16 +174,7 @@ static int hv_vm_create(lua_State *L) {
     vm->weight = (uint32_t)weight;
     vm->vtx_shadow = t == HV_VTX && paging && strcmp(paging, "shadow") == 0;
     b->m->host_dirty = 1;
-    vm_box *vb = lua_newuserdatauv(L, sizeof *vb, 1);
-    vb->vm = vm;
-    vb->owner = b;
-    luaL_setmetatable(L, MT_VM);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1); /* the VM keeps its hypervisor alive */
-    lua_getiuservalue(L, 1, 1);  /* and the hypervisor knows its VMs' objects */
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, vm->id + 1);
-    lua_pop(L, 1);
+    push_vm(L, 1, b, vm);
     return 1;
 }
 
@@ -443,6 +451,7 @@ static int vm_index(lua_State *L) {
     else if (strcmp(k, "real_ring") == 0) lua_pushinteger(L, running ? c->cpl : (v->vcpl == 3 ? 3 : vm->kernel_ring));
     else if (strcmp(k, "interrupts") == 0) lua_pushboolean(L, v->vif);
     else if (strcmp(k, "done") == 0) lua_pushboolean(L, vm->done);
+    else if (strcmp(k, "destroyed") == 0) lua_pushboolean(L, vm->destroyed);
     else if (strcmp(k, "name") == 0) lua_pushstring(L, vm->name);
     else if (strcmp(k, "id") == 0) lua_pushinteger(L, vm->id);
     else if (strcmp(k, "memory") == 0) lua_pushinteger(L, vm->mem_size);
@@ -452,6 +461,9 @@ static int vm_index(lua_State *L) {
         int p = hv_vm_cpu(vb->owner->h, vm);
         if (p < 0) lua_pushnil(L);
         else lua_pushinteger(L, p);
+    } else if (strcmp(k, "parent") == 0) { /* the VM it was cloned from */
+        if (vm->parent < 0) lua_pushnil(L);
+        else lua_pushinteger(L, vm->parent);
     }
     else if (strcmp(k, "paging") == 0) /* how its guest-physical memory is reached */
         lua_pushstring(L, vm->technique == HV_VTX && !vm->vtx_shadow ? "nested" : "shadow");
@@ -524,6 +536,71 @@ static int vm_pop(lua_State *L) {
     }
     c->r[CPU_REG_SP] += 4;
     lua_pushinteger(L, v);
+    return 1;
+}
+
+/* vm:write32(gpa, value): guest-physical memory, as a device's DMA would
+ * write it (a page shared copy-on-write is copied first) */
+static int vm_write32(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    uint32_t a = (uint32_t)luaL_checkinteger(L, 2), v = (uint32_t)luaL_checkinteger(L, 3);
+    if (hv_vm_write_phys(vb->owner->h, vb->vm, a, &v, 4)) {
+        luaL_pushfail(L);
+        lua_pushstring(L, a >= vb->vm->mem_size ? "outside the VM's memory" : "the host has no frame left for the copy");
+        return 2;
+    }
+    vb->owner->m->host_dirty = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* vm:clone{name=}: VM fork, every guest frame shared copy-on-write */
+static int vm_clone(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    char name[40];
+    snprintf(name, sizeof name, "%s'", vb->vm->name);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "name");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "clone: name must be a string");
+            snprintf(name, sizeof name, "%s", lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+    if (vb->owner->running) return luaL_error(L, "clone: not inside hv:run (an emulation routine); clone between runs");
+    char err[160];
+    hv_vm *vm = hv_vm_clone(vb->owner->h, vb->vm, name, err, sizeof err);
+    if (!vm) return luaL_error(L, "clone: %s", err);
+    vb->owner->m->host_dirty = 1;
+    lua_getiuservalue(L, 1, 1); /* the hypervisor object */
+    push_vm(L, -1, vb->owner, vm);
+    return 1;
+}
+
+/* vm:destroy(): the VM lets go of its memory and never runs again */
+static int vm_destroy(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    if (vb->owner->running) return luaL_error(L, "destroy: not inside hv:run (an emulation routine)");
+    hv_vm_destroy(vb->owner->h, vb->vm);
+    vb->owner->m->host_dirty = 1;
+    return 0;
+}
+
+/* vm:footprint() -> {pages=, frames=, own=, shared=, copies=, restores=, merged=} */
+static int vm_footprint(lua_State *L) {
+    vm_box *vb = check_vm(L, 1);
+    hv_footprint f;
+    hv_vm_footprint(vb->owner->h, vb->vm, &f);
+    lua_createtable(L, 0, 8);
+    set_int(L, "pages", f.pages);
+    set_int(L, "frames", f.frames);
+    set_int(L, "own", f.own);
+    set_int(L, "shared", f.shared);
+    set_int(L, "copies", (lua_Integer)f.copies);
+    set_int(L, "restores", (lua_Integer)f.restores);
+    set_int(L, "merged", (lua_Integer)f.merged);
+    set_int(L, "kib", (lua_Integer)f.own * 4);
     return 1;
 }
 
@@ -645,7 +722,9 @@ static int hv_run_l(lua_State *L) {
             b->m->host_dirty = 0;
         }
         uint64_t before = c->steps;
+        b->running = 1;
         rc = hv_run(b->h, slice);
+        b->running = 0;
         done += c->steps - before;
         s->steps_used += c->steps - before;
         if (rc != CPU_EXIT_BUDGET) break;
@@ -663,11 +742,11 @@ static int hv_run_l(lua_State *L) {
 /* hv:cost(name [, cycles]): "exit", "emulate", "reflect", "vmexit" */
 static int hv_cost(lua_State *L) {
     hv_box *b = check_hv(L, 1);
-    static const char *const names[] = {"exit",      "emulate", "reflect", "vmexit",
-                                        "translate", "callout", "world",   NULL};
-    uint32_t *slots[] = {&b->h->cost_exit,      &b->h->cost_emulate, &b->h->cost_reflect,
+    static const char *const names[] = {"exit",    "emulate", "reflect", "vmexit", "translate",
+                                        "callout", "world",   "copy",    NULL};
+    uint32_t *slots[] = {&b->h->cost_exit,      &b->h->cost_emulate,   &b->h->cost_reflect,
                          &b->h->cost_vmexit,    &b->h->cost_translate, &b->h->cost_callout,
-                         &b->h->cost_world};
+                         &b->h->cost_world,     &b->h->cost_copy};
     int i = luaL_checkoption(L, 2, NULL, names);
     if (!lua_isnoneornil(L, 3)) {
         lua_Integer v = luaL_checkinteger(L, 3);
@@ -676,6 +755,80 @@ static int hv_cost(lua_State *L) {
         return 0;
     }
     lua_pushinteger(L, *slots[i]);
+    return 1;
+}
+
+/* hv:frames() -> the frame table: totals, and counts = {[frame] = guest pages mapping it} */
+static int hv_frames_l(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    hv_frames_summary s;
+    hv_frames_summarize(b->h, &s);
+    lua_createtable(L, 0, 16);
+    set_int(L, "total", s.total);
+    set_int(L, "hypervisor", s.hypervisor);
+    set_int(L, "guest", s.guest);
+    set_int(L, "shared", s.shared);
+    set_int(L, "free", s.free);
+    set_int(L, "mappings", s.mappings);
+    set_int(L, "saved", s.saved);
+    set_int(L, "saved_kib", (lua_Integer)s.saved * 4);
+    set_int(L, "copies", (lua_Integer)s.copies);
+    set_int(L, "restores", (lua_Integer)s.restores);
+    set_int(L, "merges", (lua_Integer)s.merges);
+    set_int(L, "freed", (lua_Integer)s.freed);
+    set_int(L, "clones", (lua_Integer)s.clones);
+    set_int(L, "scans", (lua_Integer)s.scans);
+    lua_newtable(L);
+    for (uint32_t f = 0; f < s.total; f++) {
+        uint32_t n = hv_frame_count(b->h, f);
+        if (n) {
+            lua_pushinteger(L, n);
+            lua_rawseti(L, -2, f);
+        }
+    }
+    lua_setfield(L, -2, "counts");
+    return 1;
+}
+
+/* hv:share_pages{hash=} -> {scanned=, compared=, collisions=, merged=, freed=} */
+static int hv_share_pages_l(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    static const char *const names[] = {"fnv1a", "first-word", NULL};
+    static const hv_page_hash fns[] = {hv_hash_fnv1a, hv_hash_first_word};
+    int which = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "hash");
+        if (!lua_isnil(L, -1)) {
+            const char *hn = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            for (which = 0; names[which] && strcmp(names[which], hn) != 0; which++) {}
+            if (!names[which]) return luaL_error(L, "share_pages: hash must be 'fnv1a' or 'first-word'");
+        }
+        lua_pop(L, 1);
+    }
+    if (b->running) return luaL_error(L, "share_pages: not inside hv:run (an emulation routine); scan between runs");
+    hv_share_stats st;
+    if (hv_share_pages(b->h, fns[which], &st)) return luaL_error(L, "share_pages: out of memory");
+    b->m->host_dirty = 1;
+    lua_createtable(L, 0, 5);
+    set_int(L, "scanned", st.scanned);
+    set_int(L, "compared", st.compared);
+    set_int(L, "collisions", st.collisions);
+    set_int(L, "merged", st.merged);
+    set_int(L, "freed", st.freed);
+    return 1;
+}
+
+/* hv:check_frames() -> true, or nil and what is wrong with the frame table */
+static int hv_check_frames(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    char err[200];
+    if (hv_frames_check(b->h, err, sizeof err)) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -698,14 +851,18 @@ static int hv_index(lua_State *L) {
 }
 
 void sim_lua_open_hv(lua_State *L) {
-    static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create}, {"run", hv_run_l}, {"cost", hv_cost},
-                                          {"emulate", hv_emulate}, {NULL, NULL}};
+    static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create},       {"run", hv_run_l},
+                                          {"cost", hv_cost},          {"emulate", hv_emulate},
+                                          {"frames", hv_frames_l},    {"share_pages", hv_share_pages_l},
+                                          {"check_frames", hv_check_frames}, {NULL, NULL}};
     static const luaL_Reg hv_meta[] = {{"__index", hv_index}, {"__gc", hv_gc}, {NULL, NULL}};
     static const luaL_Reg vm_methods[] = {{"load", vm_load},       {"load_file", vm_load_file},
                                           {"console", vm_console}, {"read32", vm_read32},
                                           {"bytes", vm_bytes},     {"stats", vm_stats},
                                           {"push", vm_push},       {"pop", vm_pop},
-                                          {"vmcs", vm_vmcs},
+                                          {"vmcs", vm_vmcs},       {"write32", vm_write32},
+                                          {"clone", vm_clone},     {"footprint", vm_footprint},
+                                          {"destroy", vm_destroy},
                                           {"attach_disk", vm_attach_disk}, {"disk", vm_disk},
                                           {NULL, NULL}};
     static const luaL_Reg vm_meta[] = {{"__index", vm_index}, {"__newindex", vm_newindex},

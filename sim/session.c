@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cpu/asm.h"
+#include "hypervisor/cowmem.h"
 #include "hypervisor/hv.h"
 
 #define MAX_MACHINE_BYTES (256u << 20)
@@ -303,13 +304,31 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                       all ? 100.0 * (double)h->pcpu[p].busy / (double)all : 0.0,
                       (unsigned long long)h->pcpu[p].slices);
     }
+    if (h->frames->shared) { /* copy-on-write memory: what sharing saved */
+        hv_frames_summary f;
+        hv_frames_summarize(h, &f);
+        sb_printf(b, "  memory: %u guest pages in %u frames: sharing saves %u frames (%u KiB); %llu clones, "
+                     "%llu copies on write, %llu write permissions restored, %llu pages merged in %llu scans, "
+                     "%llu frames freed\n",
+                  f.mappings, f.guest, f.saved, f.saved * 4, (unsigned long long)f.clones,
+                  (unsigned long long)f.copies, (unsigned long long)f.restores, (unsigned long long)f.merges,
+                  (unsigned long long)f.scans, (unsigned long long)f.freed);
+        /* over time: after each clone, before and after each scan, and now */
+        const hv_frames *F = h->frames;
+        sb_printf(b, "  memory over time (cycle: frames for guest pages, copies so far):");
+        for (int k = 0; k < F->npoints; k++)
+            sb_printf(b, " %llu: %u for %u, %llu;", (unsigned long long)F->points[k].cycle, F->points[k].guest,
+                      F->points[k].mappings, (unsigned long long)F->points[k].copies);
+        sb_printf(b, " end %llu: %u for %u, %llu\n", (unsigned long long)hv_elapsed(h), f.guest, f.mappings,
+                  (unsigned long long)f.copies);
+    }
     for (int i = 0; i < h->nvms; i++) {
         const hv_vm *vm = h->vms[i];
         const hv_vcpu *v = &vm->vcpu;
         sb_printf(b, "  vm %d '%s' (%s%s, guest kernel in ring %d, weight %u): %s, %llu cycles on the CPU in %llu slices\n",
                   vm->id, vm->name, hv_technique_name(vm->technique), vm->vtx_shadow ? " with shadow paging" : "",
                   vm->kernel_ring, vm->weight,
-                  vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
+                  vm->destroyed ? "destroyed" : vm->done ? "finished" : "runnable", (unsigned long long)vm->cpu_cycles,
                   (unsigned long long)vm->slices);
         if (h->ncpus > 1)
             sb_printf(b, "    moved to another physical CPU %llu times\n", (unsigned long long)vm->migrations);
@@ -325,6 +344,14 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                   (unsigned long long)v->exits, (unsigned long long)v->emulations,
                   (unsigned long long)v->reflections, (unsigned long long)v->injections,
                   (unsigned long long)v->shadow_fills, (unsigned long long)v->pt_writes);
+        if (h->frames->shared) { /* copy-on-write memory: its footprint */
+            hv_footprint f;
+            hv_vm_footprint(h, vm, &f);
+            sb_printf(b, "    memory: %u pages in %u frames, %u of them its own (%u KiB); %llu copies on write, "
+                         "%llu write permissions restored, %llu pages merged\n",
+                      f.pages, f.frames, f.own, f.own * 4, (unsigned long long)f.copies,
+                      (unsigned long long)f.restores, (unsigned long long)f.merged);
+        }
         if (vm->technique == HV_PV)
             sb_printf(b, "    hypercalls %llu\n", (unsigned long long)v->hypercalls);
         if (vm->technique == HV_BT)

@@ -150,6 +150,7 @@ static const char *const all_scenarios[][3] = {
     {"slides-examples/02-sensitive-instructions.lua", "--policy", "strict"},
     {"slides-examples/03-trap-and-emulate.lua", "--policy", "x86"},
     {"slides-examples/04-vt-x.lua", NULL, NULL},
+    {"slides-examples/08-copy-on-write.lua", NULL, NULL}, /* copy-on-write events, EPT violations */
     {"docs/examples/trap-handler.lua", NULL, NULL},
     {"docs/examples/isa-programs.lua", NULL, NULL},
     {"tests/cli/guest_fault.lua", NULL, NULL},

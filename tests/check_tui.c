@@ -555,6 +555,16 @@ START_TEST(test_script_errors) {
 }
 END_TEST
 
+/* Copy-on-write events show in the events pane, where they happened. */
+START_TEST(test_script_copy_on_write_events) {
+    int st;
+    char *out = script("slides-examples/08-copy-on-write.lua", ":g 407; @screen", &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_nonnull(strstr(out, "cow: vm 0 wrote shared guest page 0x00020000: copied"));
+    free(out);
+}
+END_TEST
+
 Suite *suite_tui(void) {
     Suite *s = suite_create("tui");
     TCase *t = tcase_create("tmux");
@@ -573,6 +583,7 @@ Suite *suite_tui(void) {
     tcase_add_test(n, test_script_process_line);
     tcase_add_test(n, test_script_stepping_rebuilds_the_run);
     tcase_add_test(n, test_script_errors);
+    tcase_add_test(n, test_script_copy_on_write_events);
     suite_add_tcase(s, n);
     return s;
 }

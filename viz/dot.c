@@ -225,7 +225,7 @@ static void vmexit_words(const cpu_event *e, int brief, char *buf, size_t len) {
     case VMX_EXIT_DESC: cat(buf, len, "descriptor table"); break;
     case VMX_EXIT_EPT:
         cat(buf, len, "EPT violation");
-        if (!brief) cat(buf, len, " 0x%08x", e->x);
+        if (!brief) cat(buf, len, " 0x%08x", e->y); /* the guest-physical address */
         break;
     default: cat(buf, len, "reason %d", e->a); break;
     }

@@ -278,6 +278,10 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         if (e->a == VMX_EXIT_IO)
             snprintf(buf, len, ">> VM exit: %s (reason %d), port 0x%x%s", rn, e->a, e->x & 0xffff,
                      (e->x & 0x10000) ? " out" : " in");
+        else if (e->a == VMX_EXIT_EPT)
+            snprintf(buf, len, ">> VM exit: %s (reason %d), %s guest-physical 0x%08x%s (qualification 0x%x)",
+                     rn, e->a, (e->x & EPT_QUAL_WRITE) ? "write to" : (e->x & EPT_QUAL_FETCH) ? "fetch from" : "read of",
+                     e->y, (e->x & EPT_QUAL_READABLE) ? ", mapped read-only" : ", not mapped", e->x);
         else
             snprintf(buf, len, ">> VM exit: %s (reason %d), qualification 0x%x", rn, e->a, e->x);
         break;
@@ -365,6 +369,34 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
     case EV_DISK_CMD:
     case EV_DISK_DMA:
     case EV_DISK_DONE: disk_text(e, buf, len); break;
+    case EV_MEM_COW:
+        if (e->b)
+            snprintf(buf, len,
+                     "   cow: vm %d wrote guest page 0x%08x: no one else maps frame 0x%x any more, write "
+                     "permission restored",
+                     e->a, e->x, e->y & 0xffff);
+        else
+            snprintf(buf, len,
+                     "   cow: vm %d wrote shared guest page 0x%08x: copied frame 0x%x to frame 0x%x, "
+                     "remapped writable",
+                     e->a, e->x, e->y & 0xffff, e->y >> 16);
+        break;
+    case EV_MEM_CLONE:
+        snprintf(buf, len, "   cow: vm %d cloned into vm %d: %u guest pages shared read-only", e->a, e->b, e->x);
+        break;
+    case EV_MEM_MERGE:
+        snprintf(buf, len, "   cow: vm %d guest page 0x%08x (frame 0x%x) has the bytes of frame 0x%x: merged onto it, read-only",
+                 e->a, e->x, e->y >> 16, e->y & 0xffff);
+        break;
+    case EV_MEM_FREE: snprintf(buf, len, "   cow: frame 0x%x is free", e->x); break;
+    case EV_MEM_DESTROY:
+        snprintf(buf, len, "   cow: vm %d destroyed: %u of the frames of its %u pages freed, the rest still shared",
+                 e->a, e->x, e->y);
+        break;
+    case EV_MEM_SCAN:
+        snprintf(buf, len, "   cow: sharing scan: %u guest pages, %u merged, %u hash collisions caught by the full compare",
+                 e->x, e->y & 0xffff, e->y >> 16);
+        break;
     default: snprintf(buf, len, "   event %s", cpu_event_kind_name(e->kind)); break;
     }
 }
@@ -393,13 +425,15 @@ unsigned viz_event_class(const cpu_event *e) {
     case EV_DISK_DONE: /* the device model of a VM is the hypervisor's work too */
         return (e->a & DISK_EV_VIRTUAL) ? VIZ_SHOW_EXITS | VIZ_SHOW_IO : VIZ_SHOW_IO;
     default:
+        if (e->kind >= EV_MEM_COW && e->kind < EV_MEM_LAST) return VIZ_SHOW_COW;
         if (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) return VIZ_SHOW_EXITS;
         return VIZ_SHOW_TRAPS;
     }
 }
 
 int viz_event_by_hv(const cpu_event *e) {
-    return (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) || (e->kind == EV_ASPACE && e->a) ||
+    return (e->kind >= EV_HV_EMULATE && e->kind < EV_HV_LAST) || (e->kind >= EV_MEM_COW && e->kind < EV_MEM_LAST) ||
+           (e->kind == EV_ASPACE && e->a) ||
            (e->kind >= EV_DISK_CMD && e->kind < EV_DISK_LAST && (e->a & DISK_EV_VIRTUAL));
 }
 

@@ -25,7 +25,7 @@ enum {
     VIZ_SHOW_SCHED = 1u << 6, /* who has the CPU: world switches (EV_HV_VMRUN), VMs idling
                                * or finished (EV_HV_HALT), address-space switches
                                * (EV_ASPACE), machine switches (EV_CONTEXT) */
-    VIZ_SHOW_COW = 1u << 7,   /* copy-on-write (reserved: no event yet) */
+    VIZ_SHOW_COW = 1u << 7,   /* copy-on-write memory (EV_MEM_*) */
     VIZ_SHOW_ALL = 0xff
 };
 /* The words of --show, for usage messages. */
