@@ -106,10 +106,12 @@ cpu_t *cpu_new(uint32_t mem_bytes) {
     c->code = calloc(c->npages, sizeof *c->code);
     c->code_page = calloc(c->npages, 1);
     c->snapped = calloc(c->npages, 1);
-    if (!c->mem || !c->code || !c->code_page || !c->snapped) {
+    c->written = malloc(c->npages);
+    if (!c->mem || !c->code || !c->code_page || !c->snapped || !c->written) {
         cpu_free(c);
         return NULL;
     }
+    memset(c->written, 1, c->npages); /* no checkpoint yet: every page counts as written */
     c->console_max = 1u << 20;
     cpu_costs_default(c);
     cpu_policy_preset(c, "x86");
@@ -125,6 +127,9 @@ void cpu_free(cpu_t *c) {
     free(c->code);
     free(c->code_page);
     free(c->snapped);
+    free(c->written);
+    free(c->ept_own);
+    free(c->io_own);
     free(c->mem);
     free(c->console);
     free(c->breaks);
@@ -204,10 +209,12 @@ void cpu_context_load(cpu_t *c, const cpu_context *x) {
     c->tsc_offset = x->tsc_offset;
     /* A page another processor started executing from meanwhile lost write
      * access in that processor's TLB only: take it away here too, so a
-     * store to it goes the slow way and drops its decoded copy. */
+     * store to it goes the slow way and drops its decoded copy.  So does a
+     * page not written since the last checkpoint: its first store marks it. */
     for (int i = 0; i < CPU_TLB_SIZE; i++) {
         c->tlb[i] = x->tlb[i];
-        if (c->tlb[i].vpn && c->code_page[c->tlb[i].ppn]) c->tlb[i].perm &= ~(TLB_WK | TLB_WU);
+        if (c->tlb[i].vpn && (c->code_page[c->tlb[i].ppn] || !c->written[c->tlb[i].ppn]))
+            c->tlb[i].perm &= ~(TLB_WK | TLB_WU);
     }
     c->tlb_gen++;
     c->fault_err = x->fault_err;

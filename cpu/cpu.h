@@ -189,6 +189,15 @@ struct cpu {
     struct cpu_insn **code; /* per physical page: predecoded slots, or NULL */
     uint8_t *code_page;     /* per physical page: 1 if code[] holds decoded slots */
     uint8_t *snapped;       /* per physical page: the trace has its current bytes (EV_PAGE) */
+    /* Per physical page: written since the last checkpoint (cpu_written_clear),
+     * so a checkpoint copies only those pages.  Every write path sets it: a
+     * slow-path store, an accessed/dirty bit update, cpu_phys_write (the host,
+     * DMA); a TLB entry grants the fast path write access only to a page
+     * already marked, as it does only to pages holding no decoded code. */
+    uint8_t *written;
+    uint32_t written_gen; /* bumped by cpu_written_clear: which checkpoint the marks count from */
+    uint32_t *ept_own;    /* an EPT copy a snapshot put back (cpu/snapshot.c), owned */
+    uint8_t *io_own;      /* an I/O bitmap copy a snapshot put back, owned */
     uint32_t fault_err, fault_addr; /* details of the last failed access */
 
     /* devices */
@@ -232,7 +241,7 @@ struct cpu {
 
 /* What each processor of a multiprocessor has for itself: registers, rings,
  * control registers, its TLB, its timer and pending interrupts, its VMX
- * state and its cycle counter.  Memory, the decoded-code cache, the console,
+ * state and its cycle counter.  Memory (and its written-page marks), the decoded-code cache, the console,
  * ports, policy, costs, breakpoints and the trace are the machine's and
  * shared.  A hypervisor with several physical CPUs keeps one context per
  * CPU and takes turns on one cpu_t (hypervisor/hv.c), as QEMU's
@@ -304,6 +313,10 @@ int cpu_translate(cpu_t *c, uint32_t va, int access, uint32_t *pa);
 int cpu_virt_read(cpu_t *c, uint32_t va, void *dst, size_t n);
 int cpu_virt_write(cpu_t *c, uint32_t va, const void *src, size_t n);
 void cpu_tlb_flush(cpu_t *c);
+/* Forget which pages were written (the caller took a checkpoint of them):
+ * clears every mark and takes the fast path's write access away, so the
+ * next store to each page marks it again. */
+void cpu_written_clear(cpu_t *c);
 /* A hypervisor remapped or freed host frame ppn: drop its TLB entries, its
  * decoded instructions and the trace's copy of it (the next block run from
  * it sends the page again). */

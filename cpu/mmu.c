@@ -18,6 +18,7 @@ static uint32_t rd32(const cpu_t *c, uint32_t pa) {
 static void wr32(cpu_t *c, uint32_t pa, uint32_t v) {
     uint32_t ppn = pa >> 12;
     if (c->code_page[ppn]) mmu_code_invalidate(c, ppn);
+    c->written[ppn] = 1;
     memcpy(c->mem + pa, &v, 4);
 }
 
@@ -27,6 +28,13 @@ void cpu_tlb_flush(cpu_t *c) {
 }
 
 void cpu_invlpg(cpu_t *c, uint32_t va) { mmu_invlpg(c, va); }
+
+void cpu_written_clear(cpu_t *c) {
+    memset(c->written, 0, c->npages);
+    for (int i = 0; i < CPU_TLB_SIZE; i++) c->tlb[i].perm &= ~(TLB_WK | TLB_WU);
+    c->tlb_gen++;
+    c->written_gen++;
+}
 
 void cpu_frame_forget(cpu_t *c, uint32_t ppn) {
     if (ppn >= c->npages) return;
@@ -104,10 +112,12 @@ cpu_tlb_entry *mmu_fill(cpu_t *c, uint32_t va, int acc, int *vec) {
     uint32_t perm = TLB_RK;
     if (bits & PTE_U) perm |= TLB_RU;
     if (!(bits & PTE_NX)) perm |= TLB_XK | ((bits & PTE_U) ? TLB_XU : 0);
-    /* write access is cached only once the dirty bit is set; the fast path never writes code */
+    /* write access is cached only once the dirty bit is set; the fast path
+     * never writes code, nor a page not yet marked written since the last
+     * checkpoint (the slow path marks it, then grants the fast path) */
     if ((bits & PTE_W) && (bits & PTE_D)) {
         perm |= TLB_AWK | ((bits & PTE_U) ? TLB_AWU : 0);
-        if (!c->code_page[ppn]) perm |= TLB_WK | ((bits & PTE_U) ? TLB_WU : 0);
+        if (!c->code_page[ppn] && c->written[ppn]) perm |= TLB_WK | ((bits & PTE_U) ? TLB_WU : 0);
     }
     c->tlb_gen++;
     e->vpn = (va >> 12) + 1;
@@ -133,6 +143,11 @@ int mmu_access_slow(cpu_t *c, uint32_t va, void *buf, unsigned n, int acc) {
         }
         if (write) {
             if (c->code_page[e->ppn]) mmu_code_invalidate(c, e->ppn);
+            /* mark the page written (the next checkpoint copies it), and let
+             * later stores through this entry take the fast path */
+            c->written[e->ppn] = 1;
+            if (!c->code_page[e->ppn])
+                e->perm |= ((e->perm & TLB_AWK) ? TLB_WK : 0) | ((e->perm & TLB_AWU) ? TLB_WU : 0);
             memcpy(e->host + off, p, k);
         } else {
             memcpy(p, e->host + off, k);
@@ -183,8 +198,10 @@ int cpu_phys_read(cpu_t *c, uint32_t pa, void *dst, size_t n) {
 
 int cpu_phys_write(cpu_t *c, uint32_t pa, const void *src, size_t n) {
     if (n > UINT32_MAX || !phys_ok(c, pa, (uint32_t)n)) return -1;
-    for (uint32_t p = pa >> 12; n && p <= (uint32_t)((pa + n - 1) >> 12); p++)
+    for (uint32_t p = pa >> 12; n && p <= (uint32_t)((pa + n - 1) >> 12); p++) {
         if (c->code_page[p]) mmu_code_invalidate(c, p);
+        c->written[p] = 1;
+    }
     memcpy(c->mem + pa, src, n);
     return 0;
 }

@@ -392,6 +392,7 @@ int hv_run(hv *h, uint64_t max_steps) {
             arm_timer(h, vm);
             uint64_t budget = end - c->steps;
             if (h->ncpus > 1 && budget > h->interleave) budget = h->interleave;
+            if (h->checkpoint_hook && h->checkpoint_hook(h->checkpoint_ud, c)) return CPU_EXIT_STOP;
             int rc = cpu_run(c, budget);
             if (rc == CPU_EXIT_BUDGET) {
                 if (c->steps >= end) return rc;

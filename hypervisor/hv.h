@@ -173,6 +173,14 @@ typedef struct hv {
     int (*emulate_hook)(void *ud, struct hv *h, hv_vm *vm, const cpu_exit *x);
     void *emulate_ud;
     uint8_t hooked[OP_COUNT]; /* which instructions the hook wants */
+    /* Called right before every run slice of the CPU, after the hypervisor
+     * has acted (an exit handled, a world or VM switch, another physical
+     * CPU's turn, the timer armed): a run that keeps a history checkpoints
+     * the machine there, so between two checkpoints only the CPU acts and
+     * replaying from one is exact (sim/history.h).  Nonzero: stop hv_run
+     * (CPU_EXIT_STOP; the host is out of memory). */
+    int (*checkpoint_hook)(void *ud, cpu_t *c);
+    void *checkpoint_ud;
     uint64_t quantum;     /* cycles a VM runs before the next one gets the CPU */
     int sched;            /* hv_sched */
     uint64_t slice_start; /* host cycle when the current VM got the CPU */
@@ -241,7 +249,7 @@ const struct disk_ctl *hv_vm_disk(const hv_vm *vm); /* NULL: no disk */
 
 /* Run the VMs until every one has halted or shut down, or max_steps ran.
  * Returns a cpu exit reason of the last run slice (CPU_EXIT_BUDGET when
- * steps ran out). */
+ * steps ran out; CPU_EXIT_STOP when checkpoint_hook failed). */
 int hv_run(hv *h, uint64_t max_steps);
 
 const char *hv_technique_name(int t);

@@ -46,33 +46,37 @@ void sim_history_machine_add(sim_history *h, int id, const char *name, uint32_t 
     h->m[id].mem_size = mem_size;
 }
 
-int sim_history_checkpoint(sim_history *h, int id, const cpu_t *c, int forced) {
+int sim_history_checkpoint(sim_history *h, int id, cpu_t *c, int forced) {
     if (id < 0 || id >= h->nm) return -1;
     sim_history_machine *m = &h->m[id];
     if (m->ncps && !forced && c->steps - m->last_steps < h->every) return 0;
-    if (m->ncps && m->cps[m->ncps - 1].steps == c->steps) { /* same step: the newer state wins */
-        cpu_snapshot *prev = m->ncps > 1 ? m->cps[m->ncps - 2].snap : NULL;
-        cpu_snapshot *s = cpu_snapshot_take(c, prev);
-        if (!s) return -1;
-        h->bytes -= cpu_snapshot_own_bytes(m->cps[m->ncps - 1].snap);
-        cpu_snapshot_free(m->cps[m->ncps - 1].snap);
-        m->cps[m->ncps - 1].snap = s;
-        m->cps[m->ncps - 1].event_index = h->n;
-        h->bytes += cpu_snapshot_own_bytes(s);
+    sim_checkpoint *last = m->ncps ? &m->cps[m->ncps - 1] : NULL;
+    /* a delta from the newest checkpoint (cpu/snapshot.h) */
+    cpu_snapshot *s = cpu_snapshot_take(c, last ? last->snap : NULL);
+    if (!s) return -1;
+    h->bytes += cpu_snapshot_own_bytes(s);
+    h->taken++;
+    if (cpu_snapshot_is_full(s)) h->full++;
+    if (last && last->steps == c->steps) {
+        /* same step: the newer state wins (the replaced one lives on inside
+         * the new delta, which follows it) */
+        cpu_snapshot_free(last->snap);
+        last->snap = s;
+        last->event_index = h->n;
         return 0;
     }
     if (m->ncps == m->cap) {
         int cap = m->cap ? m->cap * 2 : 16;
         sim_checkpoint *p = realloc(m->cps, (size_t)cap * sizeof *p);
-        if (!p) return -1;
+        if (!p) {
+            cpu_snapshot_free(s);
+            return -1;
+        }
         m->cps = p;
         m->cap = cap;
     }
-    cpu_snapshot *s = cpu_snapshot_take(c, m->ncps ? m->cps[m->ncps - 1].snap : NULL);
-    if (!s) return -1;
     m->cps[m->ncps++] = (sim_checkpoint){.snap = s, .steps = c->steps, .event_index = h->n};
     m->last_steps = c->steps;
-    h->bytes += cpu_snapshot_own_bytes(s);
     return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct hv_box {
     sim_machine *m; /* the physical machine */
     lua_State *L;   /* the state running hv:run, for emulation routines */
     int running;    /* inside hv:run (an emulation routine is calling) */
+    int ckpt_failed; /* a checkpoint of the run's history ran out of host memory */
 } hv_box;
 
 typedef struct vm_box {
@@ -687,6 +688,19 @@ static int hv_emulate(lua_State *L) {
     return 0;
 }
 
+/* hv.checkpoint_hook while hv:run runs with a history: a checkpoint before
+ * every run slice of the CPU, after whatever the hypervisor did. */
+static int checkpoint_hook(void *ud, cpu_t *c) {
+    hv_box *b = ud;
+    sim_session *s = sim_lua_session(b->L);
+    if (sim_history_checkpoint(s->history, b->m->id, c, 1)) {
+        b->ckpt_failed = 1;
+        return 1;
+    }
+    b->m->host_dirty = 0;
+    return 0;
+}
+
 /* hv:run{max_steps=} */
 static int hv_run_l(lua_State *L) {
     hv_box *b = check_hv(L, 1);
@@ -715,18 +729,21 @@ static int hv_run_l(lua_State *L) {
         uint64_t slice = max - done;
         if (slice > left_global) slice = left_global;
         if (slice > SLICE) slice = SLICE;
-        if (s->history) {
-            if (slice > s->history->every) slice = s->history->every;
-            if (sim_history_checkpoint(s->history, b->m->id, c, b->m->host_dirty))
-                return luaL_error(L, "out of memory keeping the run's history");
-            b->m->host_dirty = 0;
-        }
+        if (s->history && slice > s->history->every) slice = s->history->every;
         uint64_t before = c->steps;
         b->running = 1;
+        b->ckpt_failed = 0;
+        b->h->checkpoint_hook = s->history ? checkpoint_hook : NULL;
+        b->h->checkpoint_ud = b;
         rc = hv_run(b->h, slice);
+        b->h->checkpoint_hook = NULL;
         b->running = 0;
         done += c->steps - before;
         s->steps_used += c->steps - before;
+        /* and the machine as the hypervisor left it (after its last exit) */
+        if (b->ckpt_failed || (s->history && sim_history_checkpoint(s->history, b->m->id, c, 1)))
+            return luaL_error(L, "out of memory keeping the run's history");
+        if (s->history) b->m->host_dirty = 0;
         if (rc != CPU_EXIT_BUDGET) break;
         sim_lua_check_time(L);
     }
