@@ -89,6 +89,9 @@ int hv_hosted_setup(hv *h, const asm_image *img, char *err, size_t errlen) {
  * or -1 when the host world stops some other way. */
 static int run_host_world(hv *h) {
     cpu_t *c = h->host;
+    /* a checkpoint after the world switch (a failure is the host's, and
+     * reported by whoever installed the hook) */
+    if (h->checkpoint_hook) h->checkpoint_hook(h->checkpoint_ud, c);
     int rc = cpu_run(c, HOSTED_STEPS);
     if (rc == CPU_EXIT_CALLOUT && c->exit.pc == h->world_switch_pc) {
         c->pc = c->exit.next_pc; /* back in the host world, the ioctl goes on from here */
