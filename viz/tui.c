@@ -2728,9 +2728,11 @@ int viz_tui_view(const sim_history *h, const viz_tui_opts *o) {
     if (getenv("VLAB_TUI_STATS"))
         fprintf(stderr,
                 "tui: %llu instructions, %zu index entries, %zu events; index %zu KiB, "
-                "history %zu KiB of events + %zu KiB of snapshots\n",
+                "history %zu KiB of events + %zu KiB of snapshots (%llu checkpoints taken, "
+                "%llu full)\n",
                 (unsigned long long)t->ix.ninsn, t->ix.nrun, t->ix.nev, ix_bytes(&t->ix) >> 10,
-                (h->cap * sizeof(cpu_event)) >> 10, h->bytes >> 10);
+                (h->cap * sizeof(cpu_event)) >> 10, h->bytes >> 10, (unsigned long long)h->taken,
+                (unsigned long long)h->full);
     tui_free(t);
     free(t);
     return rc;
