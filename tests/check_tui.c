@@ -538,6 +538,49 @@ START_TEST(test_script_stepping_rebuilds_the_run) {
 }
 END_TEST
 
+/* The same inside VM runs: the history checkpoints after every exit, world
+ * switch and VM switch, so each step of a VM rebuilds exactly (trap-and-
+ * emulate, VT-x, binary translation, a disk through the device model, copy-
+ * on-write, a hosted VMM). */
+START_TEST(test_script_stepping_rebuilds_vm_runs) {
+    static const char *const runs[] = {
+        "slides-examples/03-trap-and-emulate.lua", "slides-examples/04-vt-x.lua",
+        "slides-examples/06-binary-translation.lua", "slides-examples/07-reading-from-disk.lua",
+        "slides-examples/08-copy-on-write.lua", "slides-examples/10-hosted-vm.lua"};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        int st;
+        char *out = script(runs[i], "@verify q", &st);
+        ck_assert_msg(st == 0 && strstr(out, "positions: ok"), "%s: %s", runs[i], out);
+        free(out);
+    }
+}
+END_TEST
+
+/* Registers inside a VM run, between two exits: a guest kernel under
+ * trap-and-emulate (stepping forward, then back), and a VM on the second
+ * physical CPU of a two-CPU machine. */
+START_TEST(test_script_registers_inside_vms) {
+    int st;
+    char *out = script("slides-examples/04-vt-x.lua", "e e e e e e e e e e s s s @screen b", &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_null(strstr(out, "no registers here"));
+    ck_assert_ptr_nonnull(strstr(out, " RING 1   VMX off   VM 0 on 'trap-and-emulate host'"));
+    ck_assert_ptr_nonnull(strstr(out, " step 171  cycle 10600 machine 1"));
+    ck_assert_ptr_nonnull(strstr(out, " step 170  cycle 10599 machine 1"));
+    ck_assert_ptr_nonnull(strstr(out, " r0  00000001 r1  000100bd r2  00000018 r3  000100d4"));
+    ck_assert_ptr_nonnull(strstr(out, "sp  00007fec pc  000010bc IF"));
+    ck_assert_ptr_nonnull(strstr(out, ">  000010bc  cmp      r1, r3"));
+    free(out);
+    out = script("slides-examples/09-vms-on-two-cpus.lua", ":g 150000; @screen", &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_null(strstr(out, "no registers here"));
+    ck_assert_ptr_nonnull(strstr(out, "VM 0 on '2 CPUs' CPU 1   process 3"));
+    ck_assert_ptr_nonnull(strstr(out, "r1  00001bea"));
+    ck_assert_ptr_nonnull(strstr(out, "sp  00007bac pc  00001ba8"));
+    free(out);
+}
+END_TEST
+
 START_TEST(test_script_errors) {
     const char *argv[] = {"vlab", SLIDE1, "--tui-script", "s Bogus", NULL};
     run_result r;
@@ -582,6 +625,8 @@ Suite *suite_tui(void) {
     tcase_add_test(n, test_script_step_over_and_runs);
     tcase_add_test(n, test_script_process_line);
     tcase_add_test(n, test_script_stepping_rebuilds_the_run);
+    tcase_add_test(n, test_script_stepping_rebuilds_vm_runs);
+    tcase_add_test(n, test_script_registers_inside_vms);
     tcase_add_test(n, test_script_errors);
     tcase_add_test(n, test_script_copy_on_write_events);
     suite_add_tcase(s, n);
