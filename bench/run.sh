@@ -17,6 +17,12 @@
 #   stepback_ms       the TUI: one step back near the end of a 10.5-million-step
 #                     history, from the worst place between two checkpoints (<= 50)
 #   stepback_history_mib  peak memory of the TUI on that run: run, history, index
+#   stepback_vm_ms    the same inside a VM: one step back in the middle of a
+#                     9-million-step trap-and-emulate run, checkpointed after
+#                     every exit (<= 50)
+#   stepback_vm_checkpoints, stepback_vm_snapshot_mib  that run's checkpoints
+#                     and the memory its snapshots hold
+#   stepback_vm_history_mib  peak memory of the TUI on that run
 set -eu
 cd "$(dirname "$0")/.."
 VLAB=${VLAB:-./vlab}
@@ -89,3 +95,14 @@ $VLAB bench/stepback.lua --tui-script ":g 10049999; @time $BACK @time" > "$TMP/t
 echo "stepback_ms: $(grep '^time:' "$TMP/tui" | tail -1 | awk '{ print $5 }')"
 rss_tui=$(/usr/bin/time -f %M $VLAB bench/stepback.lua --tui-script "End $BACK" 2>&1 >/dev/null | tail -1)
 echo "stepback_history_mib: $(awk -v k="$rss_tui" 'BEGIN { printf "%.1f", k / 1024 }')"
+
+# the same inside a VM: the history checkpoints after every exit the
+# hypervisor handled (sim/history.h); step back from the middle of the run
+$VLAB bench/stepback-vm.lua --tui-script ":g 4600000; @time $BACK @time" > "$TMP/tui" 2> "$TMP/err" ||
+    { echo "bench: vlab --tui bench/stepback-vm.lua failed:" >&2; cat "$TMP/err" >&2; exit 1; }
+echo "stepback_vm_ms: $(grep '^time:' "$TMP/tui" | tail -1 | awk '{ print $5 }')"
+VLAB_TUI_STATS=1 /usr/bin/time -f 'rss %M' $VLAB bench/stepback-vm.lua --tui-script "End $BACK" > /dev/null 2> "$TMP/err" ||
+    { echo "bench: vlab --tui bench/stepback-vm.lua failed:" >&2; cat "$TMP/err" >&2; exit 1; }
+echo "stepback_vm_checkpoints: $(sed -n 's/.*(\([0-9]*\) checkpoints taken.*/\1/p' "$TMP/err")"
+echo "stepback_vm_snapshot_mib: $(sed -n 's/.* + \([0-9]*\) KiB of snapshots.*/\1/p' "$TMP/err" | awk '{ printf "%.1f", $1 / 1024 }')"
+echo "stepback_vm_history_mib: $(awk '/^rss/ { printf "%.1f", $2 / 1024 }' "$TMP/err")"

@@ -8,7 +8,7 @@
  * a delta: the registers and only the pages written since prev (the
  * machine's written-page marks, cpu_t.written), so a checkpoint at every VM
  * exit costs little more than the pages the guest and the hypervisor wrote.
- * Every 64th one of a chain is full again (it shares unchanged pages).  It
+ * Every 256th one of a chain is full again (it shares unchanged pages).  It
  * also keeps what a VM's replay needs that is not in memory: the VMX
  * controls, exception bitmap, status mask and shadow, a copy of the EPT and
  * of the I/O bitmap (shared with prev while they do not change), and the

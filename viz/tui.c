@@ -683,7 +683,9 @@ static int pos_where(tui *t, uint64_t p, int *machine, uint64_t *step, insn_info
 
 /* The machine at position p; NULL where the history cannot rebuild it: the
  * rebuilt machine must be where the run was (the host may have changed it
- * since its last checkpoint, e.g. a hypervisor between two exits). */
+ * without a checkpoint after; the history checkpoints after every host
+ * action it knows of, a hypervisor's exits and switches included, so this
+ * is the net for the others). */
 static cpu_t *state_at_pos(tui *t, uint64_t p) {
     int m;
     uint64_t step;
