@@ -440,16 +440,6 @@ END_TEST
 
 static const char *const TECH[] = {"trap-and-emulate", "binary-translation", "vt-x", "vt-x shadow"};
 
-static asm_image assemble_file(const char *path) {
-    size_t len;
-    char *src = slurp_file(path, &len);
-    ck_assert_msg(src != NULL, "cannot read %s", path);
-    asm_image img;
-    char *err = NULL;
-    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
-    free(src);
-    return img;
-}
 
 typedef struct virt {
     cpu_t *host;
