@@ -25,6 +25,9 @@ struct blockdev {
     int (*read)(blockdev *d, uint32_t lba, uint32_t count, void *buf);
     int (*write)(blockdev *d, uint32_t lba, uint32_t count, const void *buf);
     void (*close)(blockdev *d); /* frees d */
+    /* Optional (NULL: none): one line about what the device did, for the
+     * run's summary (a copy-on-write overlay's clusters and copies). */
+    void (*describe)(blockdev *d, char *buf, size_t len);
     char error[160];
 };
 

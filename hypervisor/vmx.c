@@ -28,8 +28,12 @@ static uint32_t host_vbr(const hv_vm *vm) {
 }
 
 void hv_vmx_remap(hv *h, hv_vm *vm) {
-    if (vm->technique == HV_VTX && vm->vtx_shadow && h->current == vm->id && h->host->nonroot)
+    if (vm->technique != HV_VTX || !vm->vtx_shadow) return;
+    int p = hv_vm_cpu(h, vm); /* the CPU it is on holds its vbr: the active one, or a waiting one */
+    if (p == h->active && h->host->nonroot)
         h->host->cr[CR_VBR] = host_vbr(vm);
+    else if (p >= 0 && h->pcpu[p].ctx.nonroot)
+        h->pcpu[p].ctx.cr[CR_VBR] = host_vbr(vm);
 }
 
 static void enter_shadow(hv *h, hv_vm *vm) {

@@ -11,8 +11,12 @@
  *   vlab.disk{file = "x.img"}              an existing image inside --out DIR
  *   vlab.disk{image = "x.img"}             an existing image from the scenario's
  *                                          folder or the guest library, read-only
- * Names must end in ".img".  Nothing is ever written outside --out or the
- * temporary folder. */
+ *   d:overlay{file = "x.cow"}              a copy-on-write overlay over d
+ *                                          (hypervisor/cowdisk.c): a linked clone
+ *                                          or a snapshot; in --out, or scratch
+ *                                          without file=
+ * Names must end in ".img" (overlays: ".img" or ".cow").  Nothing is ever
+ * written outside --out or the temporary folder. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "hypervisor/cowdisk.h"
 #include "hypervisor/disk.h"
 #include "sim/lua_host.h"
 
@@ -30,9 +35,55 @@
 
 typedef struct disk_box {
     disk_media *m;
-    char kind[8];  /* "scratch", "file", "image" */
+    char kind[8];  /* "scratch", "file", "image", "overlay" */
     char name[64]; /* as the scenario named it */
+    blockdev *cow; /* an overlay: its cowdisk (inside m->dev) */
 } disk_box;
+
+/* An overlay as the disk's block device: the cowdisk, and a reference to
+ * its base's media so the base stays open as long as the overlay does
+ * (the Lua object may go before the controllers using it). */
+typedef struct owned_overlay {
+    blockdev dev;
+    blockdev *cow;
+    disk_media *base;
+} owned_overlay;
+
+static int ov_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
+    owned_overlay *o = (owned_overlay *)d;
+    int rc = blockdev_read(o->cow, lba, count, buf);
+    if (rc) snprintf(d->error, sizeof d->error, "%s", o->cow->error);
+    return rc;
+}
+
+static int ov_write(blockdev *d, uint32_t lba, uint32_t count, const void *buf) {
+    owned_overlay *o = (owned_overlay *)d;
+    int rc = blockdev_write(o->cow, lba, count, buf);
+    if (rc) snprintf(d->error, sizeof d->error, "%s", o->cow->error);
+    return rc;
+}
+
+static void ov_close(blockdev *d) {
+    owned_overlay *o = (owned_overlay *)d;
+    blockdev_close(o->cow); /* the overlay first, then its base */
+    disk_media_unref(o->base);
+    free(o);
+}
+
+static void ov_describe(blockdev *d, char *buf, size_t len) {
+    owned_overlay *o = (owned_overlay *)d;
+    cowdisk_stats st;
+    if (cowdisk_get_stats(o->cow, &st)) {
+        snprintf(buf, len, "overlay: ?");
+        return;
+    }
+    snprintf(buf, len,
+             "copy-on-write overlay: %u of %u clusters (%u KiB each) its own, %llu copied from the "
+             "base (%llu KiB), sectors read %llu from it and %llu from the base",
+             st.clusters_allocated, st.clusters, st.cluster_sectors / 2,
+             (unsigned long long)st.copies, (unsigned long long)(st.bytes_copied / 1024),
+             (unsigned long long)st.sectors_read_overlay, (unsigned long long)st.sectors_read_base);
+}
 
 static disk_box *check_box(lua_State *L, int i) {
     disk_box *b = luaL_checkudata(L, i, MT);
@@ -47,6 +98,11 @@ disk_media *sim_lua_check_disk(lua_State *L, int i) {
 static int ends_img(const char *name) {
     size_t n = strlen(name);
     return n > 4 && strcmp(name + n - 4, ".img") == 0;
+}
+
+static int ends_cow(const char *name) {
+    size_t n = strlen(name);
+    return ends_img(name) || (n > 4 && strcmp(name + n - 4, ".cow") == 0);
 }
 
 static int get_cost(lua_State *L, int t, const char *key, uint32_t *slot) {
@@ -183,6 +239,120 @@ static int d_write(lua_State *L) {
     return 1;
 }
 
+/* d:overlay{file=, cluster=} -> a copy-on-write overlay over d: reads of
+ * clusters it does not hold fall through to d, the first write to a
+ * cluster copies it from d first; d is never written (except by commit). */
+static int d_overlay(lua_State *L) {
+    disk_box *base = check_box(L, 1);
+    const char *file = NULL;
+    lua_Integer cluster = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "file");
+        if (!lua_isnil(L, -1)) file = luaL_checkstring(L, -1);
+        lua_getfield(L, 2, "cluster");
+        if (!lua_isnil(L, -1)) cluster = luaL_checkinteger(L, -1);
+        lua_pop(L, 2);
+    }
+    if (file && !ends_cow(file))
+        return luaL_error(L, "disk:overlay: '%s': an overlay's name must end in .cow or .img", file);
+    if (cluster < 0 || cluster > (lua_Integer)COWDISK_MAX_CLUSTER)
+        return luaL_error(L, "disk:overlay: cluster must be 1..%d sectors (a power of two)",
+                          (int)COWDISK_MAX_CLUSTER);
+    char path[PATH_MAX], err[PATH_MAX + 128];
+    if (file) {
+        if (sim_lua_out_path(L, file, path, sizeof path, err, sizeof err))
+            return luaL_error(L, "disk:overlay: %s", err);
+    } else {
+        const char *dir = sim_lua_temp_dir(L, err, sizeof err);
+        if (!dir) return luaL_error(L, "disk:overlay: %s", err);
+        static unsigned serial;
+        snprintf(path, sizeof path, "%s/overlay-%u.cow", dir, ++serial);
+    }
+    blockdev *b = base->m->dev;
+    if (cowdisk_create(path, b, (uint32_t)cluster, err, sizeof err))
+        return luaL_error(L, "disk:overlay: %s", err);
+    blockdev *cow = cowdisk_open(path, b, 1, err, sizeof err);
+    if (!file) unlink(path); /* scratch: gone with the run */
+    if (!cow) return luaL_error(L, "disk:overlay: %s", err);
+    owned_overlay *o = calloc(1, sizeof *o);
+    if (!o) {
+        blockdev_close(cow);
+        return luaL_error(L, "disk:overlay: out of memory");
+    }
+    o->cow = cow;
+    o->base = disk_media_ref(base->m);
+    o->dev.sectors = cow->sectors;
+    o->dev.read = ov_read;
+    o->dev.write = ov_write;
+    o->dev.close = ov_close;
+    o->dev.describe = ov_describe;
+    disk_box *nb = lua_newuserdatauv(L, sizeof *nb, 1);
+    memset(nb, 0, sizeof *nb);
+    luaL_setmetatable(L, MT);
+    nb->m = disk_media_new(&o->dev);
+    if (!nb->m) {
+        ov_close(&o->dev);
+        return luaL_error(L, "disk:overlay: out of memory");
+    }
+    nb->cow = cow;
+    nb->m->cost_request = base->m->cost_request; /* the same disk underneath */
+    nb->m->cost_sector = base->m->cost_sector;
+    snprintf(nb->kind, sizeof nb->kind, "overlay");
+    snprintf(nb->name, sizeof nb->name, "%s", file ? file : "scratch overlay");
+    lua_pushvalue(L, 1); /* o.base */
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static disk_box *check_overlay(lua_State *L, const char *what) {
+    disk_box *b = check_box(L, 1);
+    if (!b->cow) luaL_error(L, "disk:%s: '%s' is not an overlay (make one with d:overlay())", what, b->name);
+    return b;
+}
+
+/* o:commit(): copy the overlay's clusters into its base (which must be
+ * writable), then empty the overlay.  Every other overlay of that base sees
+ * the change. */
+static int d_commit(lua_State *L) {
+    disk_box *b = check_overlay(L, "commit");
+    if (cowdisk_commit(b->cow)) return luaL_error(L, "disk:commit: %s", b->cow->error);
+    return 0;
+}
+
+/* o:discard(): empty the overlay: the disk reads as its base again. */
+static int d_discard(lua_State *L) {
+    disk_box *b = check_overlay(L, "discard");
+    if (cowdisk_discard(b->cow)) return luaL_error(L, "disk:discard: %s", b->cow->error);
+    return 0;
+}
+
+static void set_num(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* o:overlay_stats() -> {cluster_sectors, clusters, clusters_allocated, copies,
+ * bytes_copied, sectors_read_overlay, sectors_read_base, sectors_written,
+ * commits, discards} */
+static int d_overlay_stats(lua_State *L) {
+    disk_box *b = check_overlay(L, "overlay_stats");
+    cowdisk_stats st;
+    cowdisk_get_stats(b->cow, &st);
+    lua_createtable(L, 0, 10);
+    set_num(L, "cluster_sectors", st.cluster_sectors);
+    set_num(L, "clusters", st.clusters);
+    set_num(L, "clusters_allocated", st.clusters_allocated);
+    set_num(L, "copies", (lua_Integer)st.copies);
+    set_num(L, "bytes_copied", (lua_Integer)st.bytes_copied);
+    set_num(L, "sectors_read_overlay", (lua_Integer)st.sectors_read_overlay);
+    set_num(L, "sectors_read_base", (lua_Integer)st.sectors_read_base);
+    set_num(L, "sectors_written", (lua_Integer)st.sectors_written);
+    set_num(L, "commits", (lua_Integer)st.commits);
+    set_num(L, "discards", (lua_Integer)st.discards);
+    return 1;
+}
+
 static int d_index(lua_State *L) {
     disk_box *b = check_box(L, 1);
     const char *k = luaL_checkstring(L, 2);
@@ -198,7 +368,12 @@ static int d_index(lua_State *L) {
         lua_pushinteger(L, b->m->cost_request);
     else if (strcmp(k, "per_sector") == 0)
         lua_pushinteger(L, b->m->cost_sector);
-    else {
+    else if (strcmp(k, "base") == 0) { /* an overlay's base disk, or nil */
+        if (b->cow)
+            lua_getiuservalue(L, 1, 1);
+        else
+            lua_pushnil(L);
+    } else {
         luaL_getmetafield(L, 1, "__methods");
         lua_getfield(L, -1, k);
         if (lua_isnil(L, -1)) return luaL_error(L, "disk has no field or method '%s'", k);
@@ -244,7 +419,13 @@ void sim_lua_push_disk_stats(lua_State *L, const struct disk_ctl *d) {
 }
 
 void sim_lua_open_disk(lua_State *L) {
-    static const luaL_Reg methods[] = {{"read", d_read}, {"write", d_write}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"read", d_read},
+                                       {"write", d_write},
+                                       {"overlay", d_overlay},
+                                       {"commit", d_commit},
+                                       {"discard", d_discard},
+                                       {"overlay_stats", d_overlay_stats},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__index", d_index}, {"__newindex", d_newindex}, {"__gc", d_gc},
         {"__close", d_gc},    {"__tostring", d_tostring}, {NULL, NULL}};

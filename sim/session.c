@@ -84,6 +84,10 @@ int sim_session_close(sim_session *s, int keep) {
     free(s->machines);
     s->machines = NULL;
     s->nmachines = 0;
+    for (int i = 0; i < s->ngone; i++) free(s->gone[i]);
+    free(s->gone);
+    s->gone = NULL;
+    s->ngone = 0;
     if (s->tf) {
         char err[512];
         if (sim_tracefile_close(s->tf, keep, err, sizeof err)) {
@@ -176,9 +180,20 @@ static void note_native(sim_session *s, const sim_machine *m) {
     }
 }
 
+static char *summary_text(sim_session *s, sim_machine *m);
+
 void sim_machine_free(sim_session *s, sim_machine *m) {
     if (!m || !m->cpu) return;
     note_native(s, m);
+    if (m->id >= s->ngone) { /* its summary lines, kept for the end of the run */
+        char **g = realloc(s->gone, (size_t)(m->id + 1) * sizeof *g);
+        if (g) {
+            memset(g + s->ngone, 0, (size_t)(m->id + 1 - s->ngone) * sizeof *g);
+            s->gone = g;
+            s->ngone = m->id + 1;
+        }
+    }
+    if (m->id < s->ngone && !s->gone[m->id]) s->gone[m->id] = summary_text(s, m);
     if (m->id < s->nmachines && s->machines[m->id] == m) s->machines[m->id] = NULL;
     s->machine_bytes -= m->cpu->mem_size;
     for (int i = 0; i < m->nimages; i++)
@@ -268,6 +283,11 @@ static void summary_disk(strbuf *b, const char *indent, const struct disk_ctl *d
               (unsigned long long)d->sectors_read,
               (unsigned long long)d->sectors_written, (unsigned long long)d->failures,
               (unsigned long long)d->busy_cycles);
+    if (d->media && d->media->dev->describe) { /* a copy-on-write overlay: what it holds */
+        char line[240];
+        d->media->dev->describe(d->media->dev, line, sizeof line);
+        sb_printf(b, "%s  %s\n", indent, line);
+    }
 }
 
 static void summary_vms(strbuf *b, const sim_session *s, const hv *h);
@@ -375,6 +395,66 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
     }
 }
 
+/* One machine's lines of the summary. */
+static void summary_machine(strbuf *b, sim_session *s, sim_machine *m) {
+    cpu_t *c = m->cpu;
+    char state[64];
+    if (c->dead)
+        snprintf(state, sizeof state, "shut down by a triple fault");
+    else if (c->halted)
+        snprintf(state, sizeof state, "halted by the hlt at 0x%08x", c->pc - 4);
+    else
+        snprintf(state, sizeof state, "stopped at 0x%08x", c->pc);
+    uint64_t cycles = c->cycles;
+    const hv *mh = NULL;
+    for (int hi = 0; hi < s->nhvs; hi++)
+        if (s->hvs[hi]->host == c) mh = s->hvs[hi];
+    if (mh && mh->ncpus > 1) cycles = hv_elapsed(mh); /* its CPUs' clocks differ: the latest */
+    sb_printf(b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s, ring %d\n", m->id,
+              m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
+              (unsigned long long)cycles, state, c->cpl);
+    const sim_counts *k = sim_summary_of(&s->summary, m->id);
+    if (k) {
+        int any = 0;
+        for (int v = 0; v < 256; v++)
+            if (k->traps[v] || k->intercepts[v]) {
+                char nb[24];
+                sb_printf(b, "%s%s x%llu",
+                          any ? ", " : "  traps: ", viz_vector_name(v, nb, sizeof nb),
+                          (unsigned long long)(k->traps[v] + k->intercepts[v]));
+                if (k->intercepts[v])
+                    sb_printf(b, " (%llu to the host)", (unsigned long long)k->intercepts[v]);
+                any = 1;
+            }
+        if (any) sb_printf(b, "\n");
+        if (k->sensitive)
+            sb_printf(b, "  sensitive instructions that did not trap: %llu\n",
+                      (unsigned long long)k->sensitive);
+        if (k->emulated)
+            sb_printf(b, "  instructions emulated by the host: %llu\n",
+                      (unsigned long long)k->emulated);
+    }
+    summary_disk(b, "  ", m->disk);
+    if (m->vm_lines) sb_printf(b, "%s", m->vm_lines);
+    for (int hi = 0; hi < s->nhvs; hi++)
+        if (s->hvs[hi]->host == c) summary_vms(b, s, s->hvs[hi]);
+    size_t clen;
+    const char *con = cpu_console(c, &clen);
+    if (clen) {
+        sb_printf(b, "  console: ");
+        sb_quoted(b, con, clen, 400);
+        sb_printf(b, "\n");
+    }
+}
+
+/* A machine's summary lines now (Lua is collecting it). */
+static char *summary_text(sim_session *s, sim_machine *m) {
+    cpu_trace_flush(&s->trace); /* its trap counts come from the trace */
+    strbuf b = {0};
+    summary_machine(&b, s, m);
+    return b.p;
+}
+
 void sim_print_summary(sim_session *s) {
     cpu_trace_flush(&s->trace);
     for (int i = 0; i < s->nmachines; i++)
@@ -383,55 +463,10 @@ void sim_print_summary(sim_session *s) {
     sb_printf(&b, "== summary\n");
     for (int i = 0; i < s->nmachines; i++) {
         sim_machine *m = s->machines[i];
-        if (!m) continue;
-        cpu_t *c = m->cpu;
-        char state[64];
-        if (c->dead)
-            snprintf(state, sizeof state, "shut down by a triple fault");
-        else if (c->halted)
-            snprintf(state, sizeof state, "halted by the hlt at 0x%08x", c->pc - 4);
-        else
-            snprintf(state, sizeof state, "stopped at 0x%08x", c->pc);
-        uint64_t cycles = c->cycles;
-        const hv *mh = NULL;
-        for (int hi = 0; hi < s->nhvs; hi++)
-            if (s->hvs[hi]->host == c) mh = s->hvs[hi];
-        if (mh && mh->ncpus > 1) cycles = hv_elapsed(mh); /* its CPUs' clocks differ: the latest */
-        sb_printf(&b, "machine %d '%s' (policy %s): %llu steps, %llu cycles, %s, ring %d\n", m->id,
-                  m->name, cpu_policy_describe(c), (unsigned long long)c->steps,
-                  (unsigned long long)cycles, state, c->cpl);
-        const sim_counts *k = sim_summary_of(&s->summary, m->id);
-        if (k) {
-            int any = 0;
-            for (int v = 0; v < 256; v++)
-                if (k->traps[v] || k->intercepts[v]) {
-                    char nb[24];
-                    sb_printf(&b, "%s%s x%llu",
-                              any ? ", " : "  traps: ", viz_vector_name(v, nb, sizeof nb),
-                              (unsigned long long)(k->traps[v] + k->intercepts[v]));
-                    if (k->intercepts[v])
-                        sb_printf(&b, " (%llu to the host)", (unsigned long long)k->intercepts[v]);
-                    any = 1;
-                }
-            if (any) sb_printf(&b, "\n");
-            if (k->sensitive)
-                sb_printf(&b, "  sensitive instructions that did not trap: %llu\n",
-                          (unsigned long long)k->sensitive);
-            if (k->emulated)
-                sb_printf(&b, "  instructions emulated by the host: %llu\n",
-                          (unsigned long long)k->emulated);
-        }
-        summary_disk(&b, "  ", m->disk);
-        if (m->vm_lines) sb_printf(&b, "%s", m->vm_lines);
-        for (int hi = 0; hi < s->nhvs; hi++)
-            if (s->hvs[hi]->host == c) summary_vms(&b, s, s->hvs[hi]);
-        size_t clen;
-        const char *con = cpu_console(c, &clen);
-        if (clen) {
-            sb_printf(&b, "  console: ");
-            sb_quoted(&b, con, clen, 400);
-            sb_printf(&b, "\n");
-        }
+        if (m)
+            summary_machine(&b, s, m);
+        else if (i < s->ngone && s->gone[i]) /* collected by Lua before the end: as it was then */
+            sb_printf(&b, "%s", s->gone[i]);
     }
     if (s->expect_passed || s->expect_failed)
         sb_printf(&b, "expectations: %d passed%s\n", s->expect_passed,

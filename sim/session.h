@@ -80,6 +80,8 @@ typedef struct sim_session {
     int keep_history_after_close; /* the caller takes s->history over (TUI, export) */
     sim_machine **machines;
     int nmachines;
+    char **gone; /* per machine id: its summary, rendered when Lua collected it (or NULL) */
+    int ngone;
     int current; /* machine whose events are being recorded (EV_CONTEXT) */
     uint64_t steps_used;
     size_t lua_bytes;     /* Lua heap in use */

@@ -206,6 +206,13 @@ static const cli_case cases[] = {
      "run again with --answers", NULL},
     {"answers", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--answers", NULL}, 0,
      "A2: >> trap syscall (vector 0x80) from ring 3 -> handler 0x00001088, ring 0\n", NULL},
+    {"quiz asks about VM exits", {"vlab", "slides-examples/04-vt-x.lua", "--quiz", NULL}, 0,
+     "out      0x3f8, r4\n                               ?? Q298: the guest runs in VMX non-root mode: does this leave the VM?", NULL},
+    {"answers: what the hypervisor did", {"vlab", "slides-examples/04-vt-x.lua", "--answers", NULL}, 0,
+     "A298: >> VM exit: I/O instruction (reason 30), port 0x3f8 out\n"
+     "                               A298:    hv: virtual out port 0x3f8 (console) <- 0x31 '1'\n", NULL},
+    {"answers: an emulation after a trap", {"vlab", "slides-examples/03-trap-and-emulate.lua", "--answers", NULL}, 0,
+     "intercepted by the host\n                               A", NULL},
     {"color always", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--color", "always", "--show", "traps", NULL}, 0,
      "\033[1;33m>> trap syscall", NULL},
     {"color bad", {"vlab", "slides-examples/01-syscall-user-kernel.lua", "--color", "sometimes", NULL}, 2, NULL,

@@ -42,13 +42,7 @@ static uint32_t rnd(void) { /* xorshift32: the same sequence on every run */
 }
 
 static void load(hv *h, hv_vm *vm, const char *path) {
-    size_t len;
-    char *src = slurp_file(path, &len);
-    ck_assert_msg(src != NULL, "cannot read %s", path);
-    asm_image img;
-    char *err = NULL;
-    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
-    free(src);
+    asm_image img = assemble_file(path);
     for (int k = 0; k < img.nchunks; k++)
         ck_assert_int_eq(
             hv_vm_write_phys(h, vm, img.chunks[k].addr, img.chunks[k].data, img.chunks[k].len), 0);

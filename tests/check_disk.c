@@ -440,16 +440,6 @@ END_TEST
 
 static const char *const TECH[] = {"trap-and-emulate", "binary-translation", "vt-x", "vt-x shadow"};
 
-static asm_image assemble_file(const char *path) {
-    size_t len;
-    char *src = slurp_file(path, &len);
-    ck_assert_msg(src != NULL, "cannot read %s", path);
-    asm_image img;
-    char *err = NULL;
-    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
-    free(src);
-    return img;
-}
 
 typedef struct virt {
     cpu_t *host;
@@ -640,6 +630,72 @@ START_TEST(test_lua_scratch_disk_and_machine) {
 }
 END_TEST
 
+/* Lua: overlays (linked clones and snapshots) over a base: reads fall
+ * through, writes stay in the overlay, the base is untouched; commit and
+ * discard; a read-only base refuses a commit; files only in --out; scratch
+ * overlays leave nothing behind. */
+START_TEST(test_lua_overlays) {
+    uint8_t img[4096];
+    for (int i = 0; i < (int)sizeof img; i++)
+        img[i] = (uint8_t)('a' + i % 26);
+    write_file("ro.img", img, sizeof img);
+    char tmp[128], out[128];
+    path_in(tmp, sizeof tmp, "tmp2");
+    path_in(out, sizeof out, "out2");
+    ck_assert_int_eq(mkdir(tmp, 0700), 0);
+    ck_assert_int_eq(mkdir(out, 0700), 0);
+    setenv("TMPDIR", tmp, 1);
+    run_result r = run_scenario(
+        "ov.lua",
+        "local base = vlab.disk{sectors = 32}\n"
+        "base:write(0, 'base sector 0')\n"
+        "local a, b = base:overlay(), base:overlay{file = 'b.cow', cluster = 4}\n"
+        "expect_eq(a:read(0):sub(1, 13), 'base sector 0')\n"
+        "a:write(1, 'mine')\n"
+        "expect_eq(a:read(1):sub(1, 4), 'mine')\n"
+        "expect_eq(b:read(1):sub(1, 4), '\\0\\0\\0\\0')\n"
+        "expect_eq(base:read(1):sub(1, 4), '\\0\\0\\0\\0')\n"
+        "local st = a:overlay_stats()\n"
+        "print('stats', st.clusters_allocated, st.copies, st.bytes_copied, st.cluster_sectors)\n"
+        "expect(a.base == base, 'o.base')\n"
+        "local snap = a:overlay()\n"
+        "snap:write(2, 'snap')\n"
+        "snap:discard()\n"
+        "expect_eq(snap:read(2), a:read(2))\n"
+        "snap:write(2, 'kept')\n"
+        "snap:commit()\n"
+        "expect_eq(a:read(2):sub(1, 4), 'kept')\n"
+        "expect(not pcall(base.commit, base), 'not an overlay')\n"
+        "local ro = vlab.disk{image = 'ro.img'}\n"
+        "local o = ro:overlay()\n"
+        "o:write(0, 'x')\n"
+        "local ok, err = pcall(o.commit, o)\n"
+        "print('ro commit', ok, err)\n"
+        "expect(not pcall(base.overlay, base, {file = 'x.txt'}), 'names end in .cow or .img')\n"
+        "expect(not pcall(base.overlay, base, {file = '../x.cow'}), 'only in --out')\n"
+        "print(tostring(b))\n",
+        out);
+    unsetenv("TMPDIR");
+    ck_assert_msg(r.status == 0, "%s%s", r.out, r.err);
+    /* sector 1's cluster (8 sectors) copied from the base but the sector written */
+    ck_assert_msg(strstr(r.out, "stats\t1\t1\t3584\t8\n"), "%s", r.out);
+    ck_assert_msg(strstr(r.out, "ro commit\tfalse\t"), "%s", r.out);
+    ck_assert_msg(strstr(r.out, "disk \"b.cow\" (overlay, 32 sectors"), "%s", r.out);
+    run_result_free(&r);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\" && test -f '%s/b.cow'", tmp, out);
+    ck_assert_int_eq(system(cmd), 0); /* scratch overlays gone; b.cow kept in --out */
+    uint8_t now[4096];
+    char p[128];
+    path_in(p, sizeof p, "ro.img");
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fread(now, 1, sizeof now, f), sizeof now);
+    fclose(f);
+    ck_assert(memcmp(now, img, sizeof img) == 0); /* the read-only base untouched */
+}
+END_TEST
+
 START_TEST(test_lua_image_is_read_only_and_sandboxed) {
     uint8_t img[1024];
     for (int i = 0; i < 1024; i++)
@@ -810,6 +866,7 @@ Suite *suite_disk(void) {
     tcase_add_test(l, test_lua_image_is_read_only_and_sandboxed);
     tcase_add_test(l, test_lua_files_only_in_out);
     tcase_add_test(l, test_lua_misuse_raises);
+    tcase_add_test(l, test_lua_overlays);
     tcase_add_test(l, test_tui_rebuilds_a_machine_with_a_disk);
     suite_add_tcase(s, l);
     return s;

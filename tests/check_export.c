@@ -99,6 +99,9 @@ static const struct golden_case {
     /* two physical CPUs: a row each, VMs moving between them */
     {"09-vms-on-two-cpus", "machine1-window", "schedule",
      {"--machine", "1", "--from", "100000", "--to", "101500", NULL}, NULL},
+    /* "Reading from disk": on bare metal, and through trap-and-emulate's device model */
+    {"07-reading-from-disk", "machine0", "traps", {"--machine", "0", NULL}, NULL},
+    {"07-reading-from-disk", "machine1-window", "traps", {"--machine", "1", "--from", "20", "--to", "75", NULL}, NULL},
     /* hosted: VMApp and the host OS do the guest's console write ("VMware I/O") */
     {"10-hosted-vm", "machine1-window", "traps", {"--machine", "1", "--from", "380", "--to", "460", NULL}, NULL},
 };

@@ -14,16 +14,7 @@
 
 Suite *suite_hv(void);
 
-static asm_image assemble(const char *path) {
-    size_t len;
-    char *src = slurp_file(path, &len);
-    ck_assert_msg(src != NULL, "cannot read %s", path);
-    asm_image img;
-    char *err = NULL;
-    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
-    free(src);
-    return img;
-}
+static asm_image assemble(const char *path) { return assemble_file(path); }
 
 /* Run files natively on a bare machine of mem bytes; return it. */
 static cpu_t *native(const char *const *files, uint32_t mem, const char *policy) {

@@ -1,6 +1,10 @@
 /* tests/runvlab.c -- spawn the vlab binary with pipes (see runvlab.h). */
 #include "runvlab.h"
 
+#include <check.h>
+
+#include "cpu/asm.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -129,4 +133,15 @@ char *slurp_file(const char *path, size_t *len) {
         if (len) *len = (size_t)n;
     }
     return b;
+}
+
+asm_image assemble_file(const char *path) {
+    size_t len;
+    char *src = slurp_file(path, &len);
+    ck_assert_msg(src != NULL, "cannot read %s", path);
+    asm_image img;
+    char *err = NULL;
+    ck_assert_msg(asm_assemble(src, len, path, NULL, &img, &err) == 0, "%s", err ? err : "");
+    free(src);
+    return img;
 }

@@ -23,4 +23,8 @@ const char *vlab_bin(void);
 /* Read a whole file; NULL if missing. */
 char *slurp_file(const char *path, size_t *len);
 
+/* Assemble a source file of the tree (a failing test on any error). */
+struct asm_image;
+struct asm_image assemble_file(const char *path);
+
 #endif

@@ -32,6 +32,7 @@
 #include <gvc.h>
 
 #include "cpu/cpu.h"
+#include "hypervisor/disk.h" /* the disk's ports and event encoding */
 #include "cpu/isa.h"
 #include "viz/text.h"
 
@@ -344,6 +345,19 @@ static const struct trans_rule {
     {EV_HV_TO_HOST, SEL_HOST, SEL_HOST_WORLD, ACT_MOVE, AR_HOST}, /* world switch (hosted) */
     {EV_HV_TO_VMM, SEL_MODE, SEL_HOST, ACT_MOVE, AR_HOST},        /* and back */
 };
+
+/* The disk controller's registers (hypervisor/disk.h, docs/devices.md). */
+static const char *disk_port_word(uint32_t p) {
+    switch (p) {
+    case DISK_PORT_CMD: return "disk command";
+    case DISK_PORT_STATUS: return "disk status";
+    case DISK_PORT_LBA: return "disk sector";
+    case DISK_PORT_COUNT: return "disk count";
+    case DISK_PORT_ADDR: return "disk buffer";
+    case DISK_PORT_SIZE: return "disk size";
+    default: return NULL;
+    }
+}
 
 /* ==== the trap diagram: model =========================================================== */
 
@@ -818,7 +832,9 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
     case EV_IO:
     case EV_HV_IO: {
         const char *virt = e->kind == EV_HV_IO ? "virtual " : "";
-        const char *dev = e->x == PORT_CONSOLE ? "console" : e->x == PORT_TIMER ? "timer" : NULL;
+        const char *dev = e->x == PORT_CONSOLE ? "console"
+                          : e->x == PORT_TIMER ? "timer"
+                                               : disk_port_word(e->x);
         snprintf(d->key, sizeof d->key, "%s%s 0x%x", virt, e->a ? "out" : "in", e->x);
         if (e->a) {
             snprintf(d->words, sizeof d->words, "%s <- 0x%x", d->key, e->y);
@@ -842,8 +858,13 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
             d->act = ACT_MARK;
             snprintf(d->words, sizeof d->words, "hlt: halted\\nnothing can wake the CPU");
         } else {
-            snprintf(d->words, sizeof d->words, "hlt: idle until the timer");
-            snprintf(d->hw, sizeof d->hw, "timer\\n(wakes the CPU)");
+            if (e->a) { /* a device's deadline ends the idling: the disk */
+                snprintf(d->words, sizeof d->words, "hlt: idle until the disk interrupts");
+                snprintf(d->hw, sizeof d->hw, "disk\\n(wakes the CPU)");
+            } else {
+                snprintf(d->words, sizeof d->words, "hlt: idle until the timer");
+                snprintf(d->hw, sizeof d->hw, "timer\\n(wakes the CPU)");
+            }
         }
         copy(d->key, sizeof d->key, d->words);
         break;
@@ -937,9 +958,26 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
         copy(d->words, sizeof d->words, "world switch to the VMM");
         copy(d->key, sizeof d->key, d->words);
         break;
+    case EV_DISK_CMD:
+    case EV_DISK_DONE: {
+        int cmd = e->a & 0x0f;
+        const char *op = cmd == DISK_CMD_WRITE ? "write" : "read";
+        if (e->kind == EV_DISK_CMD)
+            snprintf(d->words, sizeof d->words, "device model: disk %s, %u sector%s at %u", op, e->b,
+                     e->b == 1 ? "" : "s", e->x);
+        else if (e->b)
+            snprintf(d->words, sizeof d->words, "device model: disk %s failed (error %d)", op, e->b);
+        else
+            snprintf(d->words, sizeof d->words, "device model: disk %s done", op);
+        copy(d->key, sizeof d->key, d->words);
+        break;
+    }
     case EV_HV_HALT:
         snprintf(d->words, sizeof d->words,
-                 e->x ? "vm %d is finished" : "vm %d idles until its next tick", e->a);
+                 e->x   ? "vm %d is finished"
+                 : e->b ? "vm %d idles until its disk completes"
+                        : "vm %d idles until its next tick",
+                 e->a);
         copy(d->key, sizeof d->key, d->words);
         break;
     default: break;
@@ -1047,6 +1085,25 @@ static void trap_event(void *ud, const cpu_stamped *s) {
     t->draw = s->step >= t->o->from && s->step <= t->o->to;
     if (e->kind == EV_INSN) {
         arrive(t, ms, s, lane_of_mode(t, ms, e->mode));
+        return;
+    }
+    if (e->kind >= EV_DISK_CMD && e->kind < EV_DISK_LAST && (e->a & DISK_EV_VIRTUAL)) {
+        /* a VM's disk is the hypervisor's device model: a line in its box */
+        static const struct trans_rule model = {0, SEL_HOST, SEL_NONE, ACT_NOTE, AR_HOST};
+        if (e->kind != EV_DISK_DMA) trap_rule(t, ms, &model, s);
+        return;
+    }
+    if (e->kind == EV_DISK_DONE) { /* the disk is done: say so */
+        if (ms->hlt_node >= 0 && t->draw) { /* on the box the waiting CPU wakes from */
+            tnode *n = &t->nodes[ms->hlt_node];
+            int cmd = e->a & 0x0f;
+            if (e->b)
+                snprintf(n->words, sizeof n->words, "disk\\n%s failed: error %d\\n(interrupts)",
+                         cmd == DISK_CMD_WRITE ? "write" : "read", e->b);
+            else
+                snprintf(n->words, sizeof n->words, "disk\\n%s %u sector%s done\\n(interrupts)",
+                         cmd == DISK_CMD_WRITE ? "wrote" : "read", e->y, e->y == 1 ? "" : "s");
+        }
         return;
     }
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)

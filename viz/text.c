@@ -499,13 +499,16 @@ static void line(viz_text *t, const cpu_stamped *s, const char *text) {
 
 static int is_question(const cpu_event *e) {
     return e->kind == EV_TRAP || e->kind == EV_INTERCEPT || e->kind == EV_IRET ||
-           e->kind == EV_SENSITIVE;
+           e->kind == EV_SENSITIVE || e->kind == EV_VMEXIT;
 }
 
 static const char *question_of(const cpu_event *e) {
     switch (e->kind) {
     case EV_IRET: return "where does iret return, and in which ring does the program go on?";
     case EV_SENSITIVE: return "what happens when this runs here: a trap, or not? what does it do?";
+    case EV_VMEXIT:
+        return "the guest runs in VMX non-root mode: does this leave the VM? with which exit "
+               "reason, and what does the hypervisor do?";
     default:
         if ((e->b & 0xf) == CAUSE_IRQ)
             return "an interrupt is pending here: what happens? (vector, handler, ring)";
@@ -519,6 +522,7 @@ static void quiz_one(viz_text *t, const cpu_stamped *s) {
     if (e->kind == EV_INSN) {
         t->last_insn = *s;
         t->have_last = 1;
+        t->follow = 0; /* the program goes on: the answer is complete */
         return;
     }
     if (e->kind == EV_TEXT && e->a == TEXT_HEADER) {
@@ -535,8 +539,15 @@ static void quiz_one(viz_text *t, const cpu_stamped *s) {
         fwrite(s->text, 1, s->text_len, t->out);
         return;
     }
-    if (!is_question(e)) return;
     char text[256];
+    if (!is_question(e)) {
+        /* --answers: what the hypervisor did about it belongs to the answer */
+        if (t->follow && t->quiz == VIZ_QUIZ_ANSWER && viz_event_by_hv(e) && e->kind != EV_HV_PCPU) {
+            viz_event_text(s, text, sizeof text);
+            fprintf(t->out, "%31sA%d: %s\n", "", t->follow, text);
+        }
+        return;
+    }
     if (t->have_last && t->last_insn.step == s->step) { /* the instruction the question is about */
         viz_event_text(&t->last_insn, text, sizeof text);
         line(t, &t->last_insn, text);
@@ -548,6 +559,7 @@ static void quiz_one(viz_text *t, const cpu_stamped *s) {
         viz_event_text(s, text, sizeof text);
         fprintf(t->out, "%31sA%d: %s\n", "", t->questions, text);
     }
+    t->follow = t->questions;
 }
 
 static void print_one(void *ud, const cpu_stamped *s) {

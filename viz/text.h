@@ -53,6 +53,7 @@ typedef struct viz_text {
     uint8_t multi[64]; /* ... it has several (an EV_HV_PCPU was seen) */
     cpu_stamped last_insn; /* quiz: the instruction a question is about */
     int have_last;
+    int follow;       /* --answers: the question whose outcome the hypervisor's next events finish */
 } viz_text;
 
 void viz_text_init(viz_text *t, FILE *out, unsigned show, int quiet);

@@ -872,14 +872,18 @@ static int64_t pos_of_step(tui *t, int m, uint64_t step) {
 
 /* ==== text of log lines ==================================================================== */
 
+/* g: a VT-x guest (non-root); h: a hosted VMM's host world (as the text trace) */
+static const char *ring_prefix(int mode) {
+    return (mode & EV_MODE_NONROOT) ? "g" : (mode & EV_MODE_HOSTWORLD) ? "h" : "";
+}
+
 static const char *ring_text(int by_hv, int mode, int machine, int nm, char *buf, size_t len) {
     if (by_hv) /* the hypervisor acted, as the trace says */
         snprintf(buf, len, nm > 1 ? "%d:hv" : "hv", machine);
     else if (nm > 1)
-        snprintf(buf, len, "%d:%s%d", machine, (mode & EV_MODE_NONROOT) ? "g" : "",
-                 mode & EV_MODE_CPL);
+        snprintf(buf, len, "%d:%s%d", machine, ring_prefix(mode), mode & EV_MODE_CPL);
     else
-        snprintf(buf, len, "%s%d", (mode & EV_MODE_NONROOT) ? "g" : "", mode & EV_MODE_CPL);
+        snprintf(buf, len, "%s%d", ring_prefix(mode), mode & EV_MODE_CPL);
     return buf;
 }
 
@@ -1185,7 +1189,9 @@ static void draw_badge(tui *t, const layout *L, const cpu_t *c, int m, int mode,
      * one machine of the scenario */
     uint64_t at = t->cur < t->ix.ninsn ? t->cur : t->ix.ninsn ? t->ix.ninsn - 1 : 0;
     int pcpu = ix_cpu_at(&t->ix, at, m);
-    if (vm != NO_VM && pcpu >= 0)
+    if (mode & EV_MODE_HOSTWORLD) /* a hosted VMM's host world: no VM on the CPU */
+        snprintf(buf, sizeof buf, " host world: %s on '%s' ", cpl == 3 ? "VMApp" : "host OS", t->h->m[m].name);
+    else if (vm != NO_VM && pcpu >= 0)
         snprintf(buf, sizeof buf, " VM %d on '%s' CPU %d ", vm, t->h->m[m].name, pcpu);
     else if (vm != NO_VM)
         snprintf(buf, sizeof buf, " VM %d on '%s' ", vm, t->h->m[m].name);
