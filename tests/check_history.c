@@ -3,8 +3,10 @@
  * translation, VT-x with EPT and with shadow paging, on one and on two
  * physical CPUs, and for a hosted VMM, the machine rebuilt at a step from
  * the checkpoints has the registers, flags, ring, cycles and every byte of
- * memory that a second, identical run stopped at that step has.  And no
- * write escapes the written-page marks a delta checkpoint relies on. */
+ * memory the live run had at that step (recorded by a probe device as it
+ * ran).  And no write escapes the written-page marks a delta checkpoint
+ * relies on: fast-path and slow-path stores, accessed/dirty bits set by the
+ * page walk, the host's physical and virtual writes, a disk's DMA. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,8 @@
 #include "cpu/asm.h"
 #include "cpu/cpu.h"
 #include "cpu/snapshot.h"
+#include "hypervisor/blockdev.h"
+#include "hypervisor/disk.h"
 #include "hypervisor/hv.h"
 #include "runvlab.h"
 #include "sim/history.h"
@@ -228,6 +232,16 @@ static const char WRITER[] = "        .org 0x1000\n"
                              "        st    [r6], r1\n"
                              "        ret\n";
 
+/* A disk in host memory: sector n holds bytes n, n+1, n+2, ... */
+static int mem_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
+    uint8_t *p = buf;
+    if (lba + count > d->sectors) return -1;
+    for (uint32_t i = 0; i < count * BLOCKDEV_SECTOR; i++) p[i] = (uint8_t)(lba * 7 + i);
+    return 0;
+}
+static int mem_write(blockdev *d, uint32_t lba, uint32_t count, const void *buf) { return -1; }
+static void mem_close(blockdev *d) { free(d); }
+
 START_TEST(test_no_write_escapes) {
     cpu_t *c = cpu_new(64 * 1024), *d = cpu_new(64 * 1024);
     asm_image img;
@@ -246,6 +260,18 @@ START_TEST(test_no_write_escapes) {
     }
     cpu_set_cr(c, CR_PTBR, 0x8000);
     cpu_set_cr(c, CR_STATUS, cpu_get_cr(c, CR_STATUS) | CPU_ST_PG);
+    /* and a disk controller, whose DMA writes memory behind the CPU's back */
+    blockdev *bd = calloc(1, sizeof *bd);
+    bd->sectors = 8;
+    bd->read = mem_read;
+    bd->write = mem_write;
+    bd->close = mem_close;
+    disk_media *media = disk_media_new(bd);
+    char derr[160];
+    disk_ctl *disk = disk_attach_native(c, media, derr, sizeof derr);
+    ck_assert_msg(disk != NULL, "%s", derr);
+    disk_media_unref(media);
+    int dmas = 0;
     cpu_snapshot *prev = cpu_snapshot_take(c, NULL), *first = prev;
     ck_assert(cpu_snapshot_is_full(prev));
     int deltas = 0;
@@ -258,6 +284,22 @@ START_TEST(test_no_write_escapes) {
         if (k % 7 == 0) {
             uint32_t w = (uint32_t)k * 0x01010101u;
             ck_assert_int_eq(cpu_virt_write(c, 0xb000 + (uint32_t)k * 4, &w, 4), 0);
+        }
+        if (k % 9 == 4) { /* a one-sector read into page 0xc000, completed at once */
+            uint32_t lba = (uint32_t)k % 8, addr = 0xc000 + (uint32_t)(k % 8) * 512, v;
+            uint32_t regs[][2] = {{DISK_PORT_LBA, lba}, {DISK_PORT_COUNT, 1}, {DISK_PORT_ADDR, addr},
+                                  {DISK_PORT_CMD, DISK_CMD_READ}};
+            for (int i = 0; i < 4; i++) {
+                v = regs[i][1];
+                ck_assert_int_ge(disk_ctl_port(disk, 1, regs[i][0], &v, c->pc, c->cycles), 1);
+            }
+            disk_ctl_complete(disk, c->pc);
+            uint8_t got[4];
+            ck_assert_int_eq(cpu_phys_read(c, addr + 100, got, 4), 0);
+            ck_assert_uint_eq(got[3], (uint8_t)(lba * 7 + 103)); /* the DMA did write */
+            v = 0;
+            disk_ctl_port(disk, 1, DISK_PORT_STATUS, &v, c->pc, c->cycles); /* acknowledge */
+            dmas++;
         }
         if (k % 50 == 25) { /* drop the accessed/dirty bits: the walk sets them again */
             for (uint32_t p = 0; p < 16; p++) {
@@ -279,6 +321,7 @@ START_TEST(test_no_write_escapes) {
         prev = s;
     }
     ck_assert_int_gt(deltas, 250);
+    ck_assert_int_gt(dmas, 30);
     uint32_t pte3;
     ck_assert_int_eq(cpu_phys_read(c, 0x9000 + 3 * 4, &pte3, 4), 0);
     ck_assert_uint_eq(pte3 & (PTE_A | PTE_D), PTE_A | PTE_D); /* the walk did write the table */
@@ -289,6 +332,7 @@ START_TEST(test_no_write_escapes) {
     ck_assert(memcmp(c->mem, d->mem, c->mem_size) == 0);
     cpu_snapshot_free(prev);
     cpu_snapshot_free(first);
+    disk_detach_native(c, disk);
     cpu_free(c);
     cpu_free(d);
 }
