@@ -51,7 +51,7 @@ typedef struct tlb_ent {
 
 /* What the newest snapshot of a chain keeps for the next one. */
 typedef struct view {
-    page **pages;            /* the newest copy of every page (referenced) */
+    page **pages; /* the newest copy of every page (referenced) */
     tlb_ent tlb[CPU_TLB_SIZE];
 } view;
 
@@ -66,24 +66,24 @@ typedef struct blob {
 struct cpu_snapshot {
     int refs;
     core regs;
-    blob *config;         /* behaviour and cost tables, shared while unchanged */
-    tlb_ent *tlb;         /* full: all CPU_TLB_SIZE entries; delta: those that changed ... */
-    uint8_t *tlb_idx;     /* ... at these indexes */
+    blob *config;     /* behaviour and cost tables, shared while unchanged */
+    tlb_ent *tlb;     /* full: all CPU_TLB_SIZE entries; delta: those that changed ... */
+    uint8_t *tlb_idx; /* ... at these indexes */
     int ntlb;
-    const cpu_t *owner;   /* the machine it was taken of, and its written_gen */
-    uint32_t gen;         /* after the take: a next take with the same gen is a delta */
-    cpu_snapshot *base;   /* a delta: the snapshot it follows (referenced); NULL: full */
-    int depth;            /* deltas since the last full snapshot */
+    const cpu_t *owner; /* the machine it was taken of, and its written_gen */
+    uint32_t gen;       /* after the take: a next take with the same gen is a delta */
+    cpu_snapshot *base; /* a delta: the snapshot it follows (referenced); NULL: full */
+    int depth;          /* deltas since the last full snapshot */
     uint32_t npages;
-    page **pages;         /* full: one per physical page */
-    uint32_t *didx;       /* delta: the pages that changed since base, and their copies */
+    page **pages;   /* full: one per physical page */
+    uint32_t *didx; /* delta: the pages that changed since base, and their copies */
     page **dpages;
     uint32_t ndelta;
-    view *view;           /* while this is the newest snapshot of its chain */
-    blob *ept;            /* VMX non-root state that is not in memory: the EPT ... */
-    blob *io;             /* ... and the I/O bitmap (NULL: none) */
-    blob *console;        /* console output so far (NULL: none) */
-    size_t own;           /* bytes this snapshot holds alone */
+    view *view;    /* while this is the newest snapshot of its chain */
+    blob *ept;     /* VMX non-root state that is not in memory: the EPT ... */
+    blob *io;      /* ... and the I/O bitmap (NULL: none) */
+    blob *console; /* console output so far (NULL: none) */
+    size_t own;    /* bytes this snapshot holds alone */
 };
 
 static page *page_ref(page *p) {
@@ -122,13 +122,16 @@ static blob *blob_of(const void *bytes, size_t len, blob *prev, size_t *own, int
 static void view_free(view *v, uint32_t npages) {
     if (!v) return;
     if (v->pages)
-        for (uint32_t i = 0; i < npages; i++) page_unref(v->pages[i]);
+        for (uint32_t i = 0; i < npages; i++)
+            page_unref(v->pages[i]);
     free(v->pages);
     free(v);
 }
 
 static tlb_ent tlb_of(const cpu_tlb_entry *e) {
-    return (tlb_ent){.vpn = e->vpn, .perm = e->vpn ? e->perm & ~(TLB_WK | TLB_WU) : 0, .ppn = e->vpn ? e->ppn : 0};
+    return (tlb_ent){.vpn = e->vpn,
+                     .perm = e->vpn ? e->perm & ~(TLB_WK | TLB_WU) : 0,
+                     .ppn = e->vpn ? e->ppn : 0};
 }
 
 static void core_of(const cpu_t *c, core *k) {
@@ -160,7 +163,8 @@ static void core_of(const cpu_t *c, core *k) {
     k->timer_period = c->timer_period;
     k->irq_pending = c->irq_pending;
     k->timer_deadline = c->timer_deadline;
-    for (int i = 0; i < CPU_NDEV; i++) k->dev_at[i] = c->dev[i].fn ? c->dev[i].at : UINT64_MAX;
+    for (int i = 0; i < CPU_NDEV; i++)
+        k->dev_at[i] = c->dev[i].fn ? c->dev[i].at : UINT64_MAX;
     k->cost_trap = c->cost_trap;
     k->cost_walk = c->cost_walk;
     k->exit = c->exit;
@@ -188,7 +192,8 @@ cpu_snapshot *cpu_snapshot_take(cpu_t *c, cpu_snapshot *prev) {
     if (follows && prev->depth + 1 < SNAP_FULL_EVERY) {
         /* a delta: the written pages that changed, the TLB entries that changed */
         uint32_t n = 0;
-        for (uint32_t i = 0; i < c->npages; i++) n += c->written[i] != 0;
+        for (uint32_t i = 0; i < c->npages; i++)
+            n += c->written[i] != 0;
         if (n) {
             s->didx = malloc(n * sizeof *s->didx);
             s->dpages = malloc(n * sizeof *s->dpages);
@@ -251,7 +256,8 @@ cpu_snapshot *cpu_snapshot_take(cpu_t *c, cpu_snapshot *prev) {
             }
             v->pages[i] = page_ref(s->pages[i]);
         }
-        for (int i = 0; i < CPU_TLB_SIZE; i++) v->tlb[i] = s->tlb[i] = tlb_of(&c->tlb[i]);
+        for (int i = 0; i < CPU_TLB_SIZE; i++)
+            v->tlb[i] = s->tlb[i] = tlb_of(&c->tlb[i]);
         s->ntlb = CPU_TLB_SIZE;
         if (follows) { /* the chain goes on from s */
             view_free(pv, c->npages);
@@ -264,7 +270,8 @@ cpu_snapshot *cpu_snapshot_take(cpu_t *c, cpu_snapshot *prev) {
     memcpy(cfg, c->behaviour, sizeof c->behaviour);
     memcpy(cfg + sizeof c->behaviour, c->cost, sizeof c->cost);
     s->config = blob_of(cfg, sizeof cfg, prev ? prev->config : NULL, &s->own, &ok);
-    s->ept = blob_of(c->ept, (size_t)c->ept_pages * sizeof *c->ept, prev ? prev->ept : NULL, &s->own, &ok);
+    s->ept = blob_of(c->ept, (size_t)c->ept_pages * sizeof *c->ept, prev ? prev->ept : NULL,
+                     &s->own, &ok);
     s->io = blob_of(c->io_bitmap, 65536 / 8, prev ? prev->io : NULL, &s->own, &ok);
     size_t clen;
     const char *con = cpu_console(c, &clen);
@@ -296,8 +303,8 @@ static void put_tlb(cpu_t *c, int i, const tlb_ent *t) {
         memset(&c->tlb[i], 0, sizeof c->tlb[i]);
         return;
     }
-    c->tlb[i] = (cpu_tlb_entry){.vpn = t->vpn, .perm = t->perm, .ppn = t->ppn,
-                                .host = c->mem + ((size_t)t->ppn << 12)};
+    c->tlb[i] = (cpu_tlb_entry){
+        .vpn = t->vpn, .perm = t->perm, .ppn = t->ppn, .host = c->mem + ((size_t)t->ppn << 12)};
 }
 
 /* c's copy of a blob, in the buffer c owns for it; NULL for none. */
@@ -405,9 +412,11 @@ int cpu_snapshot_restore(cpu_t *c, const cpu_snapshot *s) {
 void cpu_snapshot_free(cpu_snapshot *s) {
     while (s && --s->refs == 0) {
         if (s->pages)
-            for (uint32_t i = 0; i < s->npages; i++) page_unref(s->pages[i]);
+            for (uint32_t i = 0; i < s->npages; i++)
+                page_unref(s->pages[i]);
         view_free(s->view, s->npages);
-        for (uint32_t k = 0; k < s->ndelta; k++) page_unref(s->dpages[k]);
+        for (uint32_t k = 0; k < s->ndelta; k++)
+            page_unref(s->dpages[k]);
         free(s->pages);
         free(s->didx);
         free(s->dpages);
@@ -423,7 +432,15 @@ void cpu_snapshot_free(cpu_snapshot *s) {
     }
 }
 
-uint64_t cpu_snapshot_steps(const cpu_snapshot *s) { return s->regs.steps; }
-uint64_t cpu_snapshot_cycles(const cpu_snapshot *s) { return s->regs.cycles; }
-size_t cpu_snapshot_own_bytes(const cpu_snapshot *s) { return s->own + sizeof *s; }
-int cpu_snapshot_is_full(const cpu_snapshot *s) { return s->base == NULL; }
+uint64_t cpu_snapshot_steps(const cpu_snapshot *s) {
+    return s->regs.steps;
+}
+uint64_t cpu_snapshot_cycles(const cpu_snapshot *s) {
+    return s->regs.cycles;
+}
+size_t cpu_snapshot_own_bytes(const cpu_snapshot *s) {
+    return s->own + sizeof *s;
+}
+int cpu_snapshot_is_full(const cpu_snapshot *s) {
+    return s->base == NULL;
+}

@@ -64,7 +64,9 @@ static hv *build(const setup *su, cpu_t **host_out) {
         ck_assert_msg(vm != NULL, "%s", err);
         vm->vtx_shadow = k == T_VTX_SHADOW;
         for (int j = 0; j < img.nchunks; j++)
-            ck_assert_int_eq(hv_vm_write_phys(h, vm, img.chunks[j].addr, img.chunks[j].data, img.chunks[j].len), 0);
+            ck_assert_int_eq(
+                hv_vm_write_phys(h, vm, img.chunks[j].addr, img.chunks[j].data, img.chunks[j].len),
+                0);
         vm->vcpu.pc = img.entry;
     }
     asm_image_free(&img);
@@ -236,19 +238,26 @@ static const char WRITER[] = "        .org 0x1000\n"
 static int mem_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
     uint8_t *p = buf;
     if (lba + count > d->sectors) return -1;
-    for (uint32_t i = 0; i < count * BLOCKDEV_SECTOR; i++) p[i] = (uint8_t)(lba * 7 + i);
+    for (uint32_t i = 0; i < count * BLOCKDEV_SECTOR; i++)
+        p[i] = (uint8_t)(lba * 7 + i);
     return 0;
 }
-static int mem_write(blockdev *d, uint32_t lba, uint32_t count, const void *buf) { return -1; }
-static void mem_close(blockdev *d) { free(d); }
+static int mem_write(blockdev *d, uint32_t lba, uint32_t count, const void *buf) {
+    return -1;
+}
+static void mem_close(blockdev *d) {
+    free(d);
+}
 
 START_TEST(test_no_write_escapes) {
     cpu_t *c = cpu_new(64 * 1024), *d = cpu_new(64 * 1024);
     asm_image img;
     char *err = NULL;
-    ck_assert_msg(asm_assemble(WRITER, strlen(WRITER), "writer.s", NULL, &img, &err) == 0, "%s", err ? err : "");
+    ck_assert_msg(asm_assemble(WRITER, strlen(WRITER), "writer.s", NULL, &img, &err) == 0, "%s",
+                  err ? err : "");
     for (int i = 0; i < img.nchunks; i++)
-        ck_assert_int_eq(cpu_phys_write(c, img.chunks[i].addr, img.chunks[i].data, img.chunks[i].len), 0);
+        ck_assert_int_eq(
+            cpu_phys_write(c, img.chunks[i].addr, img.chunks[i].data, img.chunks[i].len), 0);
     c->pc = img.entry;
     asm_image_free(&img);
     /* identity-map the 16 pages, writable, accessed and dirty bits clear */
@@ -287,7 +296,9 @@ START_TEST(test_no_write_escapes) {
         }
         if (k % 9 == 4) { /* a one-sector read into page 0xc000, completed at once */
             uint32_t lba = (uint32_t)k % 8, addr = 0xc000 + (uint32_t)(k % 8) * 512, v;
-            uint32_t regs[][2] = {{DISK_PORT_LBA, lba}, {DISK_PORT_COUNT, 1}, {DISK_PORT_ADDR, addr},
+            uint32_t regs[][2] = {{DISK_PORT_LBA, lba},
+                                  {DISK_PORT_COUNT, 1},
+                                  {DISK_PORT_ADDR, addr},
                                   {DISK_PORT_CMD, DISK_CMD_READ}};
             for (int i = 0; i < 4; i++) {
                 v = regs[i][1];
@@ -314,7 +325,8 @@ START_TEST(test_no_write_escapes) {
         /* a delta holds the few pages written, not all 16 */
         if (!cpu_snapshot_is_full(s)) ck_assert_uint_le(cpu_snapshot_own_bytes(s), 7 * 4096 + 4096);
         ck_assert_int_eq(cpu_snapshot_restore(d, s), 0);
-        ck_assert_msg(memcmp(c->mem, d->mem, c->mem_size) == 0, "round %d: a write escaped the marks", k);
+        ck_assert_msg(memcmp(c->mem, d->mem, c->mem_size) == 0,
+                      "round %d: a write escaped the marks", k);
         ck_assert(memcmp(c->r, d->r, sizeof c->r) == 0);
         ck_assert_uint_eq(c->pc, d->pc);
         if (prev != first) cpu_snapshot_free(prev); /* s keeps what it follows */
