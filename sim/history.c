@@ -48,6 +48,7 @@ void sim_history_machine_add(sim_history *h, int id, const char *name, uint32_t 
 
 int sim_history_checkpoint(sim_history *h, int id, cpu_t *c, int forced) {
     if (id < 0 || id >= h->nm) return -1;
+    if (h->events_only) return 0;
     sim_history_machine *m = &h->m[id];
     if (m->ncps && !forced && c->steps - m->last_steps < h->every) return 0;
     sim_checkpoint *last = m->ncps ? &m->cps[m->ncps - 1] : NULL;

@@ -54,6 +54,7 @@ typedef struct sim_history {
     size_t bytes;   /* memory held by snapshots */
     uint64_t taken; /* snapshots taken (a later one at the same step replaces one) */
     uint64_t full;  /* of which full ones */
+    int events_only; /* take no snapshots: for a reader of events only (vlab export) */
 } sim_history;
 
 void sim_history_init(sim_history *h);

@@ -281,9 +281,12 @@ static int cmd_replay(int argc, char **argv) {
 
 /* ---- vlab SCENARIO.lua ------------------------------------------------------------------- */
 
-static int cmd_run(int argc, char **argv, sim_history **hist) {
+/* hist: keep the run's history for the caller; events_only: its events
+ * without machine snapshots (a reader that never rebuilds a machine). */
+static int cmd_run(int argc, char **argv, sim_history **hist, int events_only) {
     sim_options o;
     sim_options_default(&o);
+    o.history_events_only = events_only;
     int tui = 0;
     const char *tui_script = NULL;
     for (int i = 0; i < argc; i++) {
@@ -437,7 +440,7 @@ static int cmd_export(int argc, char **argv) {
         rc = usage_error("--from %llu is after --to %llu", (unsigned long long)x.from,
                          (unsigned long long)x.to);
     sim_history *h = NULL;
-    if (!rc) rc = cmd_run(nrest, rest, &h);
+    if (!rc) rc = cmd_run(nrest, rest, &h, 1); /* diagrams read events only */
     free(rest);
     if (!rc && h && x.machine >= h->nm)
         rc = usage_error("--machine %d: the run made %d machine%s (0-%d)", x.machine, h->nm,
@@ -496,5 +499,5 @@ int main(int argc, char **argv) {
             fputs(USAGE, stdout);
             return 0;
         }
-    return cmd_run(argc - 1, argv + 1, NULL);
+    return cmd_run(argc - 1, argv + 1, NULL, 0);
 }

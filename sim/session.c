@@ -60,6 +60,7 @@ int sim_session_init(sim_session *s, const sim_options *o) {
         s->history = malloc(sizeof *s->history);
         if (!s->history) return -1;
         sim_history_init(s->history);
+        s->history->events_only = o->history_events_only;
         s->trace.insns = 1; /* every instruction is kept */
         cpu_trace_add_sink(&s->trace, sim_history_sink, s->history);
     }

@@ -43,6 +43,7 @@ typedef struct sim_options {
     char **args;            /* words after "--": vlab.args */
     int nargs;
     int keep_history;       /* keep every event and snapshots (TUI, export) */
+    int history_events_only; /* ... but no snapshots (export: it rebuilds no machine) */
     int quiz;               /* --quiz / --answers: VIZ_QUIZ_* */
     int color;              /* -1 auto (a terminal), 0 never, 1 always */
 } sim_options;
