@@ -64,7 +64,9 @@ void sim_history_sink(void *ud, const cpu_event *ev, size_t n); /* a cpu_trace_s
 /* Note a machine (its index in the run, name, memory size). */
 void sim_history_machine_add(sim_history *h, int id, const char *name, uint32_t mem_size);
 /* Take a checkpoint of machine id if forced (the host touched it) or if
- * `every` steps passed since the last one.  Returns 0, -1 on host memory. */
+ * `every` steps passed since the last one: a delta from the previous one,
+ * which clears c's written-page marks (cpu/snapshot.h).  Returns 0, -1 on
+ * host memory. */
 int sim_history_checkpoint(sim_history *h, int id, cpu_t *c, int forced);
 
 /* Rebuild machine id as it was before step `step` ran: into scratch, a
