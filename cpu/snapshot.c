@@ -12,7 +12,9 @@
  * The processor state is kept whole in each (a few hundred bytes), the TLB
  * as the entries that changed, the policy and cost tables, the EPT, the I/O
  * bitmap and the console as blobs shared while they do not change: a delta
- * taken at a VM exit that wrote no memory costs about half a kilobyte. */
+ * taken at a VM exit that wrote no memory costs about half a kilobyte.  In
+ * a full snapshot the pages of zeros share one copy, so the first snapshot
+ * of a large, mostly unused machine costs the pages in use. */
 #include "cpu/snapshot.h"
 
 #include <stdlib.h>
@@ -245,11 +247,17 @@ cpu_snapshot *cpu_snapshot_take(cpu_t *c, cpu_snapshot *prev) {
         s->tlb = malloc(CPU_TLB_SIZE * sizeof *s->tlb);
         if (!s->pages || !v->pages || !s->tlb) goto oom;
         s->own += (size_t)c->npages * sizeof *s->pages + CPU_TLB_SIZE * sizeof *s->tlb;
+        page *zero = NULL; /* the pages of zeros share one copy (most of a fresh machine) */
         for (uint32_t i = 0; i < c->npages; i++) {
             const uint8_t *now = c->mem + ((size_t)i << 12);
             page *old = pv ? pv->pages[i] : prev && prev->pages ? prev->pages[i] : NULL;
             if (old && ((follows && !c->written[i]) || memcmp(old->bytes, now, CPU_PAGE) == 0)) {
                 s->pages[i] = page_ref(old);
+            } else if (zero && memcmp(zero->bytes, now, CPU_PAGE) == 0) {
+                s->pages[i] = page_ref(zero);
+            } else if (!zero && !now[0] && memcmp(now, now + 1, CPU_PAGE - 1) == 0) {
+                if (!(zero = s->pages[i] = page_copy(now))) goto oom;
+                s->own += sizeof(page);
             } else {
                 if (!(s->pages[i] = page_copy(now))) goto oom;
                 s->own += sizeof(page);
