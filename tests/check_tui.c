@@ -290,6 +290,36 @@ START_TEST(test_step_and_step_back) {
 }
 END_TEST
 
+/* Inside a VM: run to the tenth exit of slide 4, step into the guest
+ * kernel's loop under trap-and-emulate and back -- registers at every step. */
+START_TEST(test_step_inside_a_vm) {
+    tmx x;
+    tmx_start(&x, 80, 24, "TERM=xterm-256color", "slides-examples/04-vt-x.lua");
+    free(tmx_wait(&x, "instructions recorded"));
+    for (int i = 0; i < 10; i++)
+        tmx_keys(&x, "e");
+    tmx_keys(&x, "s");
+    tmx_keys(&x, "s");
+    tmx_keys(&x, "s");
+    char *s1 = tmx_wait(&x, " step 171  cycle 10600 machine 1");
+    char regs[1024], buf[256];
+    regs_of(s1, regs, sizeof regs);
+    ck_assert_msg(!strstr(s1, "no registers here"), "no registers inside the VM:\n%s", s1);
+    ck_assert_ptr_nonnull(strstr(row(s1, 1, buf, sizeof buf), "RING 1   VMX off   VM 0 on 'trap-and-emulate host'"));
+    ck_assert_msg(strstr(regs, "pc  000010c0"), "pc:\n%s", s1);
+    tmx_keys(&x, "b");
+    char *s2 = tmx_wait(&x, " step 170  cycle 10599 machine 1");
+    regs_of(s2, regs, sizeof regs);
+    ck_assert_msg(!strstr(s2, "no registers here"), "no registers inside the VM:\n%s", s2);
+    ck_assert_msg(strstr(regs, " r0  00000001 r1  000100bd r2  00000018 r3  000100d4"), "registers:\n%s", s2);
+    ck_assert_msg(strstr(regs, "sp  00007fec pc  000010bc"), "pc:\n%s", s2);
+    ck_assert_ptr_nonnull(strstr(line_starting(s2, "> ", buf, sizeof buf), "000010bc  cmp      r1, r3"));
+    free(s1);
+    free(s2);
+    quit_ok(&x);
+}
+END_TEST
+
 START_TEST(test_breakpoint_on_mnemonic) {
     tmx x;
     tmx_start(&x, 80, 24, "TERM=xterm-256color", SLIDE1);
@@ -613,6 +643,7 @@ Suite *suite_tui(void) {
     TCase *t = tcase_create("tmux");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_step_and_step_back);
+    tcase_add_test(t, test_step_inside_a_vm);
     tcase_add_test(t, test_breakpoint_on_mnemonic);
     tcase_add_test(t, test_resize);
     tcase_add_test(t, test_help_overlay);
