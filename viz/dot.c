@@ -33,6 +33,7 @@
 
 #include "cpu/cpu.h"
 #include "hypervisor/disk.h" /* the disk's ports and event encoding */
+#include "hypervisor/hv.h"   /* a hosted VMM's requests to VMApp */
 #include "cpu/isa.h"
 #include "viz/text.h"
 
@@ -951,7 +952,10 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
         break;
     case EV_HV_TO_HOST:
         snprintf(d->words, sizeof d->words, "world switch to the host\n(VMApp: %s)",
-                 e->a == 1 ? "console write" : "device");
+                 e->a == 1                   ? "console write"
+                 : e->a != HV_REQ_DISK       ? "device"
+                 : (e->b & 3) == DISK_CMD_WRITE ? "disk write()"
+                                             : "disk read()");
         copy(d->key, sizeof d->key, "world switch to the host");
         break;
     case EV_HV_TO_VMM:
