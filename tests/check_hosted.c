@@ -433,6 +433,49 @@ START_TEST(test_hosted_disk_cheap_registers) {
 }
 END_TEST
 
+/* A host world whose VMApp never does the disk request (it only runs the
+ * VM again): the guest gets a media error, not a hang or a crash. */
+START_TEST(test_hosted_disk_vmapp_that_does_nothing) {
+    static const char host_src[] = "        .org 0x11000\n"
+                                   "start:  li    sp, 0x18000\n"
+                                   "        li    r1, 0x10000\n"
+                                   "        wrcr  vbr, r1\n"
+                                   "        li    r1, run\n"
+                                   "        li    r2, 0x10000 + 4 * 0x80\n"
+                                   "        st    [r2], r1\n"
+                                   "again:  li    r0, 2\n"
+                                   "        syscall\n"
+                                   "        jmp   again\n"
+                                   "run:\n"
+                                   "world_switch: nop\n"
+                                   "        iret\n";
+    char err[160];
+    cpu_t *host = cpu_new(4 << 20);
+    cpu_policy_preset(host, "strict");
+    hv *h = hv_new(host, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    asm_image himg = assemble_text(host_src);
+    ck_assert_msg(hv_hosted_setup(h, &himg, err, sizeof err) == 0, "%s", err);
+    asm_image_free(&himg);
+    disk_media *m = image("idle.img");
+    asm_image img = assemble_text(DRIVER);
+    hv_vm *vm = new_vm(h, _i, 256 * 1024, m, &img);
+    asm_image_free(&img);
+    vm->vcpu.r[1] = 0;
+    vm->vcpu.r[2] = 1;
+    vm->vcpu.r[3] = 0x4000;
+    vm->vcpu.r[4] = DISK_CMD_READ;
+    ck_assert_int_eq(hv_run(h, 2000000), CPU_EXIT_HALT);
+    ck_assert(vm->done && !h->host_broken);
+    ck_assert_uint_eq(vm->vcpu.r[5], DISK_ST_DONE | DISK_ST_ERROR | DISK_E_MEDIA << DISK_ST_CODE_SHIFT);
+    ck_assert_uint_eq(vm->vcpu.world_switches, 2);
+    ck_assert_uint_eq(h->host_disk->requests, 0); /* the host's controller was never touched */
+    hv_free(h);
+    cpu_free(host);
+    disk_media_unref(m);
+}
+END_TEST
+
 /* The host machine has one controller: one VM of a hosted VMM has a disk. */
 START_TEST(test_hosted_one_disk) {
     char err[160];
@@ -463,6 +506,7 @@ Suite *suite_hosted(void) {
     tcase_add_loop_test(t, test_hosted_disk_errors, 0, nt);
     tcase_add_loop_test(t, test_hosted_disk_large_requests, 0, nt);
     tcase_add_loop_test(t, test_hosted_disk_cheap_registers, 0, nt);
+    tcase_add_loop_test(t, test_hosted_disk_vmapp_that_does_nothing, 0, nt);
     tcase_add_test(t, test_hosted_one_disk);
     suite_add_tcase(s, t);
     return s;
