@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cpu/asm.h"
@@ -496,6 +497,48 @@ START_TEST(test_hosted_one_disk) {
 }
 END_TEST
 
+/* From Lua: vm:attach_disk on a hosted hypervisor, a second VM's disk
+ * refused with a clear error, and the summary's host disk line. */
+START_TEST(test_hosted_disk_from_lua) {
+    static const char lua[] =
+        "local hv = vlab.hypervisor{ hosted = true, memory = 4 * 1024 * 1024 }\n"
+        "local a = hv:vm{ name = 'a', technique = 'vt-x' }\n"
+        "local b = hv:vm{ name = 'b' }\n"
+        "local d = vlab.disk{ sectors = 16 }\n"
+        "d:write(0, 'Hello, hosted disk!\\n')\n"
+        "a:attach_disk(d)\n"
+        "local ok, e = pcall(function() b:attach_disk(vlab.disk{ sectors = 4 }) end)\n"
+        "expect(not ok and tostring(e):find('one disk controller', 1, true), tostring(e))\n"
+        "a:load_file('tiny/disk-kernel.s')\n"
+        "a:load_file('tiny/disk-user.s', { entry = false })\n"
+        "b:load('cli\\nhlt\\n')\n"
+        "hv:run()\n"
+        "expect_eq(a:console(), 'Hello, hosted disk!\\n')\n"
+        "expect_eq(a:disk().sectors_read, 1)\n"
+        "expect_eq(a:stats().world_switches, 2 * (#a:console() + 1))\n";
+    char p[128];
+    snprintf(p, sizeof p, "%s/hosted.lua", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(lua, f);
+    ck_assert_int_eq(fclose(f), 0);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    ck_assert_int_eq(mkdir(tmp, 0700), 0);
+    setenv("TMPDIR", tmp, 1);
+    const char *argv[] = {"vlab", p, "--show", "notes", NULL}; /* the summary, no trace */
+    run_result r;
+    ck_assert_int_eq(run_vlab(argv, NULL, &r), 0);
+    ck_assert_msg(r.status == 0, "%s%s", r.out, r.err);
+    ck_assert_msg(strstr(r.out, "host disk (vm 0's, driven by the host OS for VMApp: 1 guest request)") != NULL,
+                  "%s", r.out);
+    ck_assert_msg(strstr(r.out, "    disk: 1 request, 1 sectors read, 0 written, 0 failed, 31000 cycles busy") !=
+                      NULL,
+                  "%s", r.out);
+    run_result_free(&r);
+}
+END_TEST
+
 Suite *suite_hosted(void) {
     Suite *s = suite_create("hosted");
     TCase *t = tcase_create("disk");
@@ -508,6 +551,7 @@ Suite *suite_hosted(void) {
     tcase_add_loop_test(t, test_hosted_disk_cheap_registers, 0, nt);
     tcase_add_loop_test(t, test_hosted_disk_vmapp_that_does_nothing, 0, nt);
     tcase_add_test(t, test_hosted_one_disk);
+    tcase_add_test(t, test_hosted_disk_from_lua);
     suite_add_tcase(s, t);
     return s;
 }
