@@ -187,7 +187,9 @@ static hv_vm *new_vm(hv *h, int t, uint32_t mem, disk_media *m, const asm_image 
     vm->vtx_shadow = TECH[t].shadow;
     ck_assert_msg(hv_vm_attach_disk(h, vm, m, err, sizeof err) == 0, "%s", err);
     for (int k = 0; k < img->nchunks; k++)
-        ck_assert_int_eq(hv_vm_write_phys(h, vm, img->chunks[k].addr, img->chunks[k].data, img->chunks[k].len), 0);
+        ck_assert_int_eq(
+            hv_vm_write_phys(h, vm, img->chunks[k].addr, img->chunks[k].data, img->chunks[k].len),
+            0);
     vm->vcpu.pc = img->entry;
     return vm;
 }
@@ -212,8 +214,10 @@ START_TEST(test_vlab_os_disk_hosted_equivalent) {
     size_t nlen;
     const char *ncon = cpu_console(n, &nlen);
     ck_assert(strstr(ncon, "shared counter = 60 (expected 60)") != NULL);
-    ck_assert(strstr(ncon, "proc 5: sector 0 of the disk says: the first sector of the disk") != NULL);
-    ck_assert(strstr(ncon, "proc 5: reading past the end of the disk failed, as it should") != NULL);
+    ck_assert(strstr(ncon, "proc 5: sector 0 of the disk says: the first sector of the disk") !=
+              NULL);
+    ck_assert(strstr(ncon, "proc 5: reading past the end of the disk failed, as it should") !=
+              NULL);
     char *want = sorted_lines(ncon, nlen);
     uint8_t *ndisk = contents(nm);
     ck_assert(memcmp(ndisk + 4 * 512, "vlab-os process 6 was here\n", 27) == 0);
@@ -234,8 +238,8 @@ START_TEST(test_vlab_os_disk_hosted_equivalent) {
         cpu_trace_free(&t);
         ck_assert(vm->done && !h->host_broken);
         char *got = sorted_lines(vm->console, vm->console_len);
-        ck_assert_msg(strcmp(got, want) == 0, "%s, %s: printed\n%s\nnot\n%s", tech, hosted ? "hosted" : "native",
-                      got, want);
+        ck_assert_msg(strcmp(got, want) == 0, "%s, %s: printed\n%s\nnot\n%s", tech,
+                      hosted ? "hosted" : "native", got, want);
         free(got);
         uint8_t *vdisk = contents(m);
         ck_assert_msg(memcmp(vdisk, ndisk, SECTORS * 512) == 0, "%s: the disk", tech);
@@ -370,7 +374,8 @@ static void one_free(one *o) {
  * world switch. */
 START_TEST(test_hosted_disk_errors) {
     one o = run_driver(_i, 1, SECTORS, 1, 0x4000, DISK_CMD_READ, "e1.img");
-    ck_assert_uint_eq(o.vm->vcpu.r[5], DISK_ST_DONE | DISK_ST_ERROR | DISK_E_RANGE << DISK_ST_CODE_SHIFT);
+    ck_assert_uint_eq(o.vm->vcpu.r[5],
+                      DISK_ST_DONE | DISK_ST_ERROR | DISK_E_RANGE << DISK_ST_CODE_SHIFT);
     ck_assert_uint_eq(o.vm->vcpu.world_switches, 2);
     ck_assert_uint_eq(o.h->host_disk->failures, 1);
     ck_assert_uint_eq(o.h->host_disk->requests, 1);
@@ -379,7 +384,8 @@ START_TEST(test_hosted_disk_errors) {
     one_free(&o);
 
     o = run_driver(_i, 1, 0, 2, 256 * 1024 - 512, DISK_CMD_READ, "e2.img");
-    ck_assert_uint_eq(o.vm->vcpu.r[5], DISK_ST_DONE | DISK_ST_ERROR | DISK_E_ADDR << DISK_ST_CODE_SHIFT);
+    ck_assert_uint_eq(o.vm->vcpu.r[5],
+                      DISK_ST_DONE | DISK_ST_ERROR | DISK_E_ADDR << DISK_ST_CODE_SHIFT);
     ck_assert_uint_eq(o.vm->vcpu.world_switches, 0);
     ck_assert_uint_eq(o.h->host_disk->requests, 0);
     one_free(&o);
@@ -409,7 +415,7 @@ START_TEST(test_hosted_disk_large_requests) {
     ck_assert_int_eq(blockdev_read(o.m->dev, 20, 100, want), 0);
     ck_assert_int_eq(hv_vm_read_phys(o.h, o.vm, 0x10000, got, 100 * 512), 0);
     ck_assert(memcmp(want, got, 100 * 512) == 0);
-    ck_assert_uint_eq(want[0], 0); /* the pattern's first word is 0 ... */
+    ck_assert_uint_eq(want[0], 0);          /* the pattern's first word is 0 ... */
     ck_assert_uint_ne(want[5], 20 * 5 + 5); /* ... and it replaced the image's */
     one_free(&o);
 }
@@ -468,7 +474,8 @@ START_TEST(test_hosted_disk_vmapp_that_does_nothing) {
     vm->vcpu.r[4] = DISK_CMD_READ;
     ck_assert_int_eq(hv_run(h, 2000000), CPU_EXIT_HALT);
     ck_assert(vm->done && !h->host_broken);
-    ck_assert_uint_eq(vm->vcpu.r[5], DISK_ST_DONE | DISK_ST_ERROR | DISK_E_MEDIA << DISK_ST_CODE_SHIFT);
+    ck_assert_uint_eq(vm->vcpu.r[5],
+                      DISK_ST_DONE | DISK_ST_ERROR | DISK_E_MEDIA << DISK_ST_CODE_SHIFT);
     ck_assert_uint_eq(vm->vcpu.world_switches, 2);
     ck_assert_uint_eq(h->host_disk->requests, 0); /* the host's controller was never touched */
     hv_free(h);
@@ -530,11 +537,15 @@ START_TEST(test_hosted_disk_from_lua) {
     run_result r;
     ck_assert_int_eq(run_vlab(argv, NULL, &r), 0);
     ck_assert_msg(r.status == 0, "%s%s", r.out, r.err);
-    ck_assert_msg(strstr(r.out, "host disk (vm 0's, driven by the host OS for VMApp: 1 guest request)") != NULL,
-                  "%s", r.out);
-    ck_assert_msg(strstr(r.out, "    disk: 1 request, 1 sectors read, 0 written, 0 failed, 31000 cycles busy") !=
-                      NULL,
-                  "%s", r.out);
+    ck_assert_msg(
+        strstr(r.out, "host disk (vm 0's, driven by the host OS for VMApp: 1 guest request)") !=
+            NULL,
+        "%s", r.out);
+    ck_assert_msg(
+        strstr(r.out,
+               "    disk: 1 request, 1 sectors read, 0 written, 0 failed, 31000 cycles busy") !=
+            NULL,
+        "%s", r.out);
     run_result_free(&r);
 }
 END_TEST
