@@ -53,7 +53,7 @@ local function run(name, hosted, cheap)
   vm:load_file("tiny/disk-user.s", { entry = false })
   expect_eq(hv:run().reason, "halt")
   return { con = vm:console(), cycles = hv.cycles, st = vm:stats(), disk = vm:disk(),
-           buf = vm:bytes(0x9000, 512) }
+           host_disk = hv:host_disk(), buf = vm:bytes(0x9000, 512) }
 end
 
 local native = run("type 1", false)
@@ -68,6 +68,9 @@ for _, r in ipairs{ hosted, slow } do
   expect(r.st.injections >= 1, "the completion was injected")
 end
 expect_eq(native.st.world_switches, 0, "a native hypervisor owns the disk: no world switch")
+expect_eq(native.host_disk, nil, "and the host machine has no disk of its own")
+expect_eq(hosted.host_disk.requests, 1, "hosted: the host OS drove the host machine's disk")
+expect_eq(hosted.host_disk.sectors_read, 1, "and read the sector for VMApp")
 -- hosted: the console line's bytes and the disk command go through VMApp
 expect_eq(hosted.st.world_switches, 2 * (#LINE + 1), "there and back per console byte and per disk request")
 -- without the optimisation the driver's five other register accesses go too (sector,

@@ -522,7 +522,9 @@ START_TEST(test_hosted_disk_from_lua) {
         "hv:run()\n"
         "expect_eq(a:console(), 'Hello, hosted disk!\\n')\n"
         "expect_eq(a:disk().sectors_read, 1)\n"
-        "expect_eq(a:stats().world_switches, 2 * (#a:console() + 1))\n";
+        "expect_eq(a:stats().world_switches, 2 * (#a:console() + 1))\n"
+        "expect_eq(hv:host_disk().sectors_read, 1)\n"
+        "expect_eq(hv:host_disk().error, 'ok')\n";
     char p[128];
     snprintf(p, sizeof p, "%s/hosted.lua", dir);
     FILE *f = fopen(p, "w");
