@@ -95,7 +95,8 @@ enum cpu_event_kind {
     EV_HV_PCPU,         /* a = physical CPU: the events that follow happen on it (machines
                          * with several; each CPU has its own cycle counter) */
     EV_HV_TO_HOST,      /* a = request (1 console byte, 2 another device), pc, x = VM id, y = port: a hosted VMM's
-                         * world switch into the host world, for VMApp to do the I/O */
+                         * world switch into the host world, for VMApp to do the I/O; a = 3 a disk
+                         * request: b = command | (sectors - 1) << 2, y = first sector */
     EV_HV_TO_VMM,       /* pc = where the host world stopped, x = VM id (~0: VMApp powering on),
                          * a = 1 the host world failed: the world switch back */
     EV_HV_LAST,

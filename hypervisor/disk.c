@@ -71,10 +71,11 @@ static int check_request(const disk_ctl *d) {
     const blockdev *b = d->media->dev;
     if (d->cmd != DISK_CMD_READ && d->cmd != DISK_CMD_WRITE) return DISK_E_CMD;
     if (d->count == 0 || d->count > DISK_MAX_COUNT) return DISK_E_COUNT;
-    if (d->lba >= b->sectors || d->count > b->sectors - d->lba) return DISK_E_RANGE;
+    /* remote: the sectors are the host's to check (its controller reports them) */
+    if (!d->remote && (d->lba >= b->sectors || d->count > b->sectors - d->lba)) return DISK_E_RANGE;
     uint64_t end = (uint64_t)d->addr + (uint64_t)d->count * BLOCKDEV_SECTOR;
     if (end > d->mem_size) return DISK_E_ADDR;
-    if (d->cmd == DISK_CMD_WRITE && b->readonly) return DISK_E_READONLY;
+    if (!d->remote && d->cmd == DISK_CMD_WRITE && b->readonly) return DISK_E_READONLY;
     return DISK_OK;
 }
 
@@ -95,8 +96,9 @@ static int start(disk_ctl *d, uint32_t pc, uint64_t now) {
     /* a refused request costs the command's overhead only */
     uint64_t lat =
         d->media->cost_request + (d->r_err ? 0 : (uint64_t)d->media->cost_sector * d->r_count);
-    d->done_at = now + lat;
-    d->busy_cycles += lat;
+    d->r_start = now;
+    d->done_at = now + lat; /* remote: until disk_ctl_remote_done says when */
+    if (!d->remote || d->r_err) d->busy_cycles += lat;
     emit(d, EV_DISK_CMD, (int)(d->r_cmd & 0x0f), (int)(d->r_count > 255 ? 255 : d->r_count), pc,
          d->r_lba, d->r_addr);
     return 1;
@@ -141,7 +143,7 @@ int disk_ctl_complete(disk_ctl *d, uint32_t pc) {
     if (!d->busy) return 0;
     int err = d->r_err;
     uint32_t bytes = d->r_count * BLOCKDEV_SECTOR;
-    if (!err) {
+    if (!err && !d->remote) {
         blockdev *b = d->media->dev;
         uint8_t *buf = malloc(bytes);
         if (!buf) {
@@ -158,20 +160,31 @@ int disk_ctl_complete(disk_ctl *d, uint32_t pc) {
                 err = b->readonly ? DISK_E_READONLY : DISK_E_MEDIA;
         }
         free(buf);
-        if (!err) {
+        if (!err)
             emit(d, EV_DISK_DMA, (int)d->r_cmd, (int)(d->r_count > 255 ? 255 : d->r_count), pc,
                  d->r_addr, bytes);
-            if (d->r_cmd == DISK_CMD_READ)
-                d->sectors_read += d->r_count;
-            else
-                d->sectors_written += d->r_count;
-        }
+    }
+    if (!err) {
+        if (d->r_cmd == DISK_CMD_READ)
+            d->sectors_read += d->r_count;
+        else
+            d->sectors_written += d->r_count;
     }
     if (err) d->failures++;
     d->busy = 0;
     d->status = DISK_ST_DONE | (err ? DISK_ST_ERROR | (uint32_t)err << DISK_ST_CODE_SHIFT : 0);
     emit(d, EV_DISK_DONE, (int)(d->r_cmd & 0x0f), err, pc, d->r_lba, d->r_count);
     return 1;
+}
+
+void disk_ctl_remote_done(disk_ctl *d, int err, uint32_t pc, uint64_t now) {
+    if (!d->busy || d->r_err) return; /* refused here: it completes on its own */
+    d->r_err = err;
+    d->done_at = now;
+    d->busy_cycles += now - d->r_start;
+    if (!err)
+        emit(d, EV_DISK_DMA, (int)d->r_cmd, (int)(d->r_count > 255 ? 255 : d->r_count), pc,
+             d->r_addr, d->r_count * BLOCKDEV_SECTOR);
 }
 
 /* ---- the bare machine -------------------------------------------------------------------- */

@@ -107,6 +107,7 @@ typedef struct disk_ctl {
     int busy;
     uint32_t r_cmd, r_lba, r_count, r_addr;
     int r_err;        /* an error found when it was issued, reported at completion */
+    uint64_t r_start; /* cycle it was issued */
     uint64_t done_at; /* cycle of its completion */
     /* where DMA goes, and how much memory is there */
     disk_dma_fn dma;
@@ -114,6 +115,11 @@ typedef struct disk_ctl {
     uint32_t mem_size;
     cpu_t *events;    /* the machine whose trace records the EV_DISK_* events */
     int virt;         /* DISK_EV_VIRTUAL in the events */
+    int remote;       /* the transfer is done elsewhere: a hosted VMM's VM, whose sectors VMApp
+                       * reads and writes through the host OS on the host machine's own
+                       * controller (hypervisor/hosted.c, Sugerman et al. 2001).  This
+                       * controller checks what the VMM knows (command, count, buffer); the
+                       * host's checks the sectors; disk_ctl_remote_done says how it went */
     int slot;         /* bare machine: its cpu_device slot */
     int stop_on_done; /* bare machine: end cpu_run after a completion and after an `in` from
                        * the controller (cpu_request_stop), so that a run's history can
@@ -136,6 +142,11 @@ int disk_ctl_port(disk_ctl *d, int is_out, uint32_t port, uint32_t *value, uint3
  * status, the EV_DISK_DMA and EV_DISK_DONE events (pc: where the CPU is).
  * Returns 1 when the interrupt must be raised, 0 if nothing was in flight. */
 int disk_ctl_complete(disk_ctl *d, uint32_t pc);
+
+/* A remote controller's request in flight was carried out elsewhere (the
+ * data, if any, already moved through d->dma): it completes at `now` with
+ * error code err (DISK_OK: an EV_DISK_DMA event for the transfer, at pc). */
+void disk_ctl_remote_done(disk_ctl *d, int err, uint32_t pc, uint64_t now);
 
 /* The bare machine: attach a controller for media to c (its port hook and a
  * device deadline; the completion raises IRQ DISK_IRQ).  NULL with a message

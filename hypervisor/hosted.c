@@ -18,25 +18,48 @@
  *     shared block and world-switches to the host: the ioctl returns, and
  *     VMApp issues an ordinary write() to the host OS, which drives the
  *     console.  VMApp's next ioctl(RUN) switches back.
- *   - Cheap device registers (the timer) are handled inside the VMM without
- *     a world switch -- the paper's optimisation; with `cheap_in_vmm` off
- *     they make the round trip too (VMApp then only acknowledges: the device
- *     model that answers is the VMM's, vdev.c, standing in for VMApp's).
+ *   - A guest disk request (its write to the controller's command register)
+ *     goes the same way with the request (command, sectors): VMApp issues
+ *     an ordinary read() or write() on the VM's disk, the host OS's driver
+ *     programs the host machine's own disk controller (hypervisor/disk.c,
+ *     the same model as a bare machine's, on the same image) and waits in
+ *     hlt for its completion interrupt, a host interrupt the host OS takes
+ *     (IRQ 14); the data moves through VMApp's buffer in host-world memory,
+ *     which the VMM copies to or from guest-physical memory (through the
+ *     VM's controller's DMA routine: hv_vm_write_phys, copy-on-write safe).
+ *     Back in the VMM, the guest's request completes at once and its
+ *     completion interrupt is injected: the guest waited while the host did
+ *     the I/O (VMApp's read() blocks; the paper's VMM runs the guest only
+ *     inside ioctl(RUN)).  A request larger than VMApp's buffer (64 sectors)
+ *     takes one round trip per buffer-full.
+ *   - Cheap device registers (the timer; the disk's status, sector, count,
+ *     buffer and size registers) are handled inside the VMM without a world
+ *     switch -- the paper's optimisation; with `cheap_in_vmm` off they make
+ *     the round trip too (VMApp then only acknowledges: the device model
+ *     that answers is the VMM's, vdev.c, standing in for VMApp's).
  *
  * Costs: a world switch each way (cost_world, 5,000 cycles by default) plus
- * the host world's own instructions.  The paper measures on a 733 MHz
- * Pentium III a VMNet send at 22.7 us (about 16,600 cycles, world switches
- * and host work) against 0.78 us (about 570 cycles) for a PIC IN/OUT handled
- * in the VMM; the defaults put one console byte through the host in the
- * same order.  Not modelled: host interrupts that make the VMM yield to the
- * host while the guest runs. */
+ * the host world's own instructions (and, for the disk, the host disk's
+ * latency).  The paper measures on a 733 MHz Pentium III a VMNet send at
+ * 22.7 us (about 16,600 cycles, world switches and host work) against
+ * 0.78 us (about 570 cycles) for a PIC IN/OUT handled in the VMM; the
+ * defaults put one console byte through the host in the same order.  Not
+ * modelled: host interrupts that make the VMM yield to the host while the
+ * guest runs (the host world takes interrupts only while it waits for its
+ * disk). */
 #include "hypervisor/hv_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "hypervisor/disk.h"
 
 #define HOSTED_PAGES 32          /* host world memory: 0x10000-0x2ffff */
 #define HOSTED_BASE (HV_FIRST_FRAME * CPU_PAGE)
-#define HOSTED_REQ (HOSTED_BASE + 0x400) /* VMDriver's shared request block */
+#define HOSTED_REQ (HOSTED_BASE + 0x400) /* VMDriver's shared request block: */
+enum { REQ_KIND, REQ_PORT, REQ_VALUE, REQ_VM, REQ_CMD, REQ_LBA, REQ_COUNT, REQ_RESULT, REQ_WORDS };
+#define HOSTED_BUF 0x28000u      /* VMApp's disk buffer (host.s), to the end of host-world memory */
+#define HOSTED_BUF_SECTORS 64u   /* 32 KiB */
 #define HOSTED_STEPS 1000000     /* a host world that does not switch back within this is broken */
 
 int hv_hosted_setup(hv *h, const asm_image *img, char *err, size_t errlen) {
@@ -86,13 +109,23 @@ int hv_hosted_setup(hv *h, const asm_image *img, char *err, size_t errlen) {
 }
 
 /* The CPU is in the host world: run it until VMDriver switches back (0),
- * or -1 when the host world stops some other way. */
+ * or -1 when the host world stops some other way.  In a run that keeps a
+ * history (checkpoint_hook), a checkpoint after the world switch; and the
+ * host machine's disk controller stops the run after each completion and
+ * each read of its registers (stop_on_done, as on a bare machine) for a
+ * checkpoint after what it did -- a replay runs without the device.  A
+ * failed checkpoint is reported by whoever installed the hook. */
 static int run_host_world(hv *h) {
     cpu_t *c = h->host;
-    /* a checkpoint after the world switch (a failure is the host's, and
-     * reported by whoever installed the hook) */
-    if (h->checkpoint_hook) h->checkpoint_hook(h->checkpoint_ud, c);
-    int rc = cpu_run(c, HOSTED_STEPS);
+    uint64_t end = c->steps + HOSTED_STEPS;
+    if (h->host_disk) h->host_disk->stop_on_done = h->checkpoint_hook != NULL;
+    int rc;
+    for (;;) {
+        if (h->checkpoint_hook) h->checkpoint_hook(h->checkpoint_ud, c);
+        rc = cpu_run(c, end - c->steps);
+        if (!(rc == CPU_EXIT_STOP && h->host_disk && h->host_disk->stop_on_done && c->steps < end)) break;
+    }
+    if (h->host_disk) h->host_disk->stop_on_done = 0;
     if (rc == CPU_EXIT_CALLOUT && c->exit.pc == h->world_switch_pc) {
         c->pc = c->exit.next_pc; /* back in the host world, the ioctl goes on from here */
         return 0;
@@ -102,14 +135,20 @@ static int run_host_world(hv *h) {
 
 /* One round trip into the host world and back.  kind: HV_REQ_*; a
  * request of HV_REQ_NONE is the host world's boot (VMApp starting the VM). */
-static int round_trip(hv *h, hv_vm *vm, int kind, uint32_t port, uint32_t value, uint32_t pc) {
+static int round_trip(hv *h, hv_vm *vm, uint32_t req[REQ_WORDS], uint32_t pc) {
     cpu_t *c = h->host;
-    uint32_t req[4] = {(uint32_t)kind, port, value, vm ? (uint32_t)vm->id : 0xffffffffu};
-    cpu_phys_write(c, HOSTED_REQ, req, sizeof req);
+    int kind = (int)req[REQ_KIND];
+    req[REQ_VM] = vm ? (uint32_t)vm->id : 0xffffffffu;
+    req[REQ_RESULT] = 0xffffffffu; /* VMApp's answer (a disk request): none yet */
+    cpu_phys_write(c, HOSTED_REQ, req, REQ_WORDS * sizeof *req);
     int id = vm ? vm->id : -1;
     cpu_context vmm;
-    if (kind != HV_REQ_NONE) {
-        hv_emit(h, EV_HV_TO_HOST, kind, 0, pc, (uint32_t)id, port);
+    if (kind == HV_REQ_DISK) { /* b = command | (sectors - 1) << 2, y = first sector */
+        hv_emit(h, EV_HV_TO_HOST, kind, (int)(req[REQ_CMD] | (req[REQ_COUNT] - 1) << 2), pc, (uint32_t)id,
+                req[REQ_LBA]);
+        c->cycles += h->cost_world;
+    } else if (kind != HV_REQ_NONE) {
+        hv_emit(h, EV_HV_TO_HOST, kind, 0, pc, (uint32_t)id, req[REQ_PORT]);
         c->cycles += h->cost_world;
     }
     cpu_context_save(c, &vmm);
@@ -131,15 +170,58 @@ static int round_trip(hv *h, hv_vm *vm, int kind, uint32_t port, uint32_t value,
 int hv_hosted_boot(hv *h) {
     if (!h->hosted || h->host_booted) return 0;
     h->host_booted = 1;
-    return round_trip(h, NULL, HV_REQ_NONE, 0, 0, 0);
+    uint32_t req[REQ_WORDS] = {HV_REQ_NONE};
+    return round_trip(h, NULL, req, 0);
 }
 
+/* The timer, and every disk register but the command: reading or latching
+ * them needs no I/O, so the VMM answers them itself (the paper's "handle
+ * the cheap registers in the VMM"). */
 int hv_hosted_cheap(const hv *h, uint32_t port) {
-    return h->cheap_in_vmm && port == PORT_TIMER;
+    return h->cheap_in_vmm &&
+           (port == PORT_TIMER || (port > DISK_PORT_CMD && port <= DISK_PORT_LAST));
 }
 
 int hv_hosted_io(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t value, uint32_t pc) {
     if (h->host_broken) return -1;
-    int kind = port == PORT_CONSOLE && is_out ? HV_REQ_CONSOLE : HV_REQ_DEVICE;
-    return round_trip(h, vm, kind, port, value, pc);
+    uint32_t req[REQ_WORDS] = {PORT_CONSOLE == port && is_out ? HV_REQ_CONSOLE : HV_REQ_DEVICE, port, value};
+    return round_trip(h, vm, req, pc);
+}
+
+int hv_hosted_disk(hv *h, hv_vm *vm, disk_ctl *d, uint32_t pc) {
+    cpu_t *c = h->host;
+    if (!d->busy || d->r_err) return 0; /* the VMM refused it itself: nothing for the host */
+    int err = h->host_broken ? DISK_E_MEDIA : DISK_OK;
+    uint8_t *buf = malloc(HOSTED_BUF_SECTORS * BLOCKDEV_SECTOR);
+    if (!buf) err = DISK_E_MEDIA; /* the real host is out of memory: a failed transfer */
+    for (uint32_t done = 0; !err && done < d->r_count;) {
+        uint32_t n = d->r_count - done < HOSTED_BUF_SECTORS ? d->r_count - done : HOSTED_BUF_SECTORS;
+        uint32_t bytes = n * BLOCKDEV_SECTOR, gpa = d->r_addr + done * BLOCKDEV_SECTOR;
+        /* a write: the VMM hands the guest's data to VMApp's buffer */
+        if (d->r_cmd == DISK_CMD_WRITE &&
+            (d->dma(d->dma_ud, 0, gpa, buf, bytes) || cpu_phys_write(c, HOSTED_BUF, buf, bytes))) {
+            err = DISK_E_ADDR;
+            break;
+        }
+        uint32_t req[REQ_WORDS] = {HV_REQ_DISK, DISK_PORT_CMD, d->r_cmd, 0, d->r_cmd, d->r_lba + done, n};
+        if (round_trip(h, vm, req, pc)) {
+            err = DISK_E_MEDIA; /* the host world broke down */
+            break;
+        }
+        uint32_t res = 0xffffffffu;
+        cpu_phys_read(c, HOSTED_REQ + REQ_RESULT * 4, &res, sizeof res);
+        if (res != DISK_OK) { /* the host's controller's error code; no answer: a media error */
+            err = res < DISK_E_COUNT_CODES ? (int)res : DISK_E_MEDIA;
+            break;
+        }
+        /* a read: VMApp's buffer holds the sectors, the VMM copies them into guest memory */
+        if (d->r_cmd == DISK_CMD_READ &&
+            (cpu_phys_read(c, HOSTED_BUF, buf, bytes) || d->dma(d->dma_ud, 1, gpa, buf, bytes)))
+            err = DISK_E_ADDR;
+        done += n;
+    }
+    free(buf);
+    h->host_disk_requests++;
+    disk_ctl_remote_done(d, err, pc, c->cycles);
+    return err;
 }

@@ -12,6 +12,7 @@
  * after its next slice: migration); a CPU with nothing to run idles until a
  * waiting VM's virtual timer falls due. */
 #include "hypervisor/hv_internal.h"
+#include "hypervisor/disk.h"
 #include "hypervisor/cowmem.h"
 
 #include <stdlib.h>
@@ -39,6 +40,7 @@ hv *hv_new(cpu_t *host, char *err, size_t errlen) {
     h->ncpus = 1;
     h->pcpu[0].vm = -1;
     h->rr_last = -1;
+    h->host_disk_vm = -1;
     h->interleave = 1000;
     if (hv_frames_init(h)) {
         free(h);
@@ -74,6 +76,7 @@ void hv_free(hv *h) {
     if (!h) return;
     if (h->current >= 0) take_callouts(h->host, h->vms[h->current]); /* the VM frees them */
     free(h->host_world.callouts); /* hosted: VMDriver's switch into the VMM */
+    disk_detach_native(h->host, h->host_disk); /* hosted: the host machine's disk controller */
     for (int i = 0; i < h->nvms; i++) hv_vm_free(h->vms[i]);
     free(h->vms);
     hv_frames_free(h);

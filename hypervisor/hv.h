@@ -147,7 +147,7 @@ typedef struct hv_pcpu {
 enum hv_sched { HV_SCHED_RR = 0, HV_SCHED_SHARE = 1 };
 
 /* Hosted VMM: what the VMM asks VMApp to do (VMDriver's request block). */
-enum { HV_REQ_NONE = 0, HV_REQ_CONSOLE = 1, HV_REQ_DEVICE = 2 };
+enum { HV_REQ_NONE = 0, HV_REQ_CONSOLE = 1, HV_REQ_DEVICE = 2, HV_REQ_DISK = 3 };
 
 struct hv;
 struct hv_frames;
@@ -200,6 +200,10 @@ typedef struct hv {
     uint32_t world_switch_pc; /* VMDriver's switch into the VMM */
     uint32_t cost_world;  /* one world switch, either way */
     uint64_t world_switches;
+    struct disk_ctl *host_disk; /* the host machine's own disk controller, which the host OS
+                                 * drives for VMApp: the disk of VM host_disk_vm (or NULL) */
+    int host_disk_vm;
+    uint64_t host_disk_requests; /* guest disk requests VMApp carried out */
 } hv;
 
 /* A hypervisor on the physical machine `host` (whose policy decides what
@@ -243,7 +247,10 @@ int hv_vm_write_virt(hv *h, hv_vm *vm, uint32_t va, const void *src, size_t n);
 
 /* Give the VM a disk controller on media (a reference is taken): its
  * guest reaches it on ports 0x1f0-0x1f5 and gets virtual IRQ 14 (docs/
- * devices.md).  -1 with a message if it has one already. */
+ * devices.md).  -1 with a message if it has one already.  Hosted: media
+ * becomes the host machine's disk too, on its own controller, which the
+ * host OS drives when VMApp reads or writes it for the VM (one per host:
+ * -1 for a second VM's disk). */
 int hv_vm_attach_disk(hv *h, hv_vm *vm, struct disk_media *media, char *err, size_t errlen);
 const struct disk_ctl *hv_vm_disk(const hv_vm *vm); /* NULL: no disk */
 

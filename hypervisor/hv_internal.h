@@ -20,6 +20,12 @@ int hv_hosted_boot(hv *h);                        /* the host world starts VMApp
 int hv_hosted_cheap(const hv *h, uint32_t port);  /* handled in the VMM without a world switch */
 /* the round trip for the guest instruction at pc */
 int hv_hosted_io(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t value, uint32_t pc);
+/* The guest instruction at pc started a request on vm's disk controller d:
+ * VMApp carries it out through the host OS on the host machine's disk (one
+ * round trip per buffer-full), the VMM moves the data, and d completes now.
+ * Returns the disk error code the guest will see (DISK_OK). */
+struct disk_ctl;
+int hv_hosted_disk(hv *h, hv_vm *vm, struct disk_ctl *d, uint32_t pc);
 /* cowmem.c: the frame table */
 uint32_t hv_alloc_frame(hv *h);       /* a zeroed hypervisor-owned host page number, 0 when none is left */
 uint32_t hv_alloc_guest_frame(hv *h); /* a zeroed frame for a guest page (count 1), 0 when none is left */

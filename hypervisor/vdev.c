@@ -9,7 +9,10 @@
  * Sugerman et al. (USENIX 2001) "VMware I/O": the guest's driver programs
  * what it believes is a disk controller; each in/out traps or exits to the
  * hypervisor, which does the I/O on the VM's disk, DMAs into guest-physical
- * memory and injects the completion interrupt at a deterministic cycle. */
+ * memory and injects the completion interrupt at a deterministic cycle.
+ * Under a hosted VMM the VM's controller is a front end: the transfer is
+ * VMApp's, through the host OS on the host machine's controller
+ * (hosted.c); the VMM copies the data and injects the completion. */
 #include "hypervisor/hv_internal.h"
 
 #include <stdlib.h>
@@ -40,8 +43,10 @@ uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint3
     hv_vcpu *v = &vm->vcpu;
     cpu_t *c = h->host;
     /* hosted: VMApp does the I/O in the host world (hosted.c), except the
-     * cheap registers the VMM handles itself */
-    if (h->hosted && !hv_hosted_cheap(h, port)) hv_hosted_io(h, vm, is_out, port, val, pc);
+     * cheap registers the VMM handles itself; a disk command goes there
+     * with its request, below */
+    int disk_cmd = vm->vdisk && is_out && port == DISK_PORT_CMD;
+    if (h->hosted && !hv_hosted_cheap(h, port) && !disk_cmd) hv_hosted_io(h, vm, is_out, port, val, pc);
     if (!is_out) val = 0xffffffffu; /* nothing there: an open bus */
     if (port == PORT_CONSOLE) {
         if (is_out)
@@ -60,7 +65,8 @@ uint32_t hv_vio(hv *h, hv_vm *vm, int is_out, uint32_t port, uint32_t val, uint3
     } else if (vm->vdisk && port >= DISK_PORT_FIRST && port <= DISK_PORT_LAST) {
         /* the access first, then what the device model does about it */
         if (is_out) hv_emit(h, EV_HV_IO, is_out, 0, pc, port, val);
-        disk_ctl_port(&vm->vdisk->ctl, is_out, port, &val, pc, c->cycles);
+        int started = disk_ctl_port(&vm->vdisk->ctl, is_out, port, &val, pc, c->cycles) == 2;
+        if (started && h->hosted) hv_hosted_disk(h, vm, &vm->vdisk->ctl, pc);
         if (!is_out) hv_emit(h, EV_HV_IO, is_out, 0, pc, port, val);
         return val;
     }
@@ -89,14 +95,30 @@ int hv_vm_attach_disk(hv *h, hv_vm *vm, struct disk_media *media, char *err, siz
         snprintf(err, errlen, "vm %d has a disk already (one disk per VM)", vm->id);
         return -1;
     }
+    if (h->hosted && h->host_disk) {
+        snprintf(err, errlen,
+                 "the host machine has one disk controller, and vm %d's disk is on it (hosted: one VM "
+                 "with a disk)",
+                 h->host_disk_vm);
+        return -1;
+    }
     struct hv_vdisk *vd = calloc(1, sizeof *vd);
     if (!vd) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (h->hosted) { /* the VM's disk is the host's: its own controller, driven by the host OS */
+        h->host_disk = disk_attach_native(h->host, media, err, errlen);
+        if (!h->host_disk) {
+            free(vd);
+            return -1;
+        }
+        h->host_disk_vm = vm->id;
+    }
     vd->h = h;
     vd->vm = vm;
     disk_ctl_init(&vd->ctl, media, h->host, 1, vdisk_dma, vd, vm->mem_size);
+    vd->ctl.remote = h->hosted;
     vm->vdisk = vd;
     return 0;
 }

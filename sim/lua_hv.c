@@ -374,6 +374,14 @@ static int vm_disk(lua_State *L) {
     return 1;
 }
 
+/* hv:host_disk(): a hosted VMM's host machine controller, which the host OS
+ * drives for VMApp (nil: not hosted, or no VM has a disk) */
+static int hv_host_disk(lua_State *L) {
+    hv_box *b = check_hv(L, 1);
+    sim_lua_push_disk_stats(L, b->h->host_disk);
+    return 1;
+}
+
 static void set_bool(lua_State *L, const char *k, int v) {
     lua_pushboolean(L, v);
     lua_setfield(L, -2, k);
@@ -871,7 +879,8 @@ void sim_lua_open_hv(lua_State *L) {
     static const luaL_Reg hv_methods[] = {{"vm", hv_vm_create},       {"run", hv_run_l},
                                           {"cost", hv_cost},          {"emulate", hv_emulate},
                                           {"frames", hv_frames_l},    {"share_pages", hv_share_pages_l},
-                                          {"check_frames", hv_check_frames}, {NULL, NULL}};
+                                          {"check_frames", hv_check_frames}, {"host_disk", hv_host_disk},
+                                          {NULL, NULL}};
     static const luaL_Reg hv_meta[] = {{"__index", hv_index}, {"__gc", hv_gc}, {NULL, NULL}};
     static const luaL_Reg vm_methods[] = {{"load", vm_load},       {"load_file", vm_load_file},
                                           {"console", vm_console}, {"read32", vm_read32},

@@ -317,6 +317,12 @@ static void summary_vms(strbuf *b, const sim_session *s, const hv *h) {
                      "handled %s%s\n",
                   (unsigned long long)h->world_switches, h->cheap_in_vmm ? "in the VMM" : "by VMApp",
                   h->host_broken ? "; the host world STOPPED (VMDriver never switched back)" : "");
+    if (h->host_disk) { /* the host machine's own controller, which the host OS drove for VMApp */
+        sb_printf(b, "  host disk (vm %d's, driven by the host OS for VMApp: %llu guest request%s):\n",
+                  h->host_disk_vm, (unsigned long long)h->host_disk_requests,
+                  h->host_disk_requests == 1 ? "" : "s");
+        summary_disk(b, "    ", h->host_disk);
+    }
     if (h->ncpus > 1) {
         uint64_t all = hv_elapsed(h);
         for (int p = 0; p < h->ncpus; p++)

@@ -104,6 +104,8 @@ static const struct golden_case {
     {"07-reading-from-disk", "machine1-window", "traps", {"--machine", "1", "--from", "20", "--to", "75", NULL}, NULL},
     /* hosted: VMApp and the host OS do the guest's console write ("VMware I/O") */
     {"10-hosted-vm", "machine1-window", "traps", {"--machine", "1", "--from", "380", "--to", "460", NULL}, NULL},
+    /* hosted "Reading from disk": the VMM, VMApp's read(), the host OS driving the host's disk */
+    {"12-hosted-disk", "machine1-window", "traps", {"--machine", "1", "--from", "240", "--to", "1225", NULL}, NULL},
 };
 
 START_TEST(test_golden_dot) {

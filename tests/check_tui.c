@@ -571,12 +571,13 @@ END_TEST
 /* The same inside VM runs: the history checkpoints after every exit, world
  * switch and VM switch, so each step of a VM rebuilds exactly (trap-and-
  * emulate, VT-x, binary translation, a disk through the device model, copy-
- * on-write, a hosted VMM). */
+ * on-write, a hosted VMM, a hosted VMM whose host OS drives the disk). */
 START_TEST(test_script_stepping_rebuilds_vm_runs) {
     static const char *const runs[] = {
         "slides-examples/03-trap-and-emulate.lua", "slides-examples/04-vt-x.lua",
         "slides-examples/06-binary-translation.lua", "slides-examples/07-reading-from-disk.lua",
-        "slides-examples/08-copy-on-write.lua", "slides-examples/10-hosted-vm.lua"};
+        "slides-examples/08-copy-on-write.lua", "slides-examples/10-hosted-vm.lua",
+        "slides-examples/12-hosted-disk.lua"};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         int st;
         char *out = script(runs[i], "@verify q", &st);

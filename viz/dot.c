@@ -33,6 +33,7 @@
 
 #include "cpu/cpu.h"
 #include "hypervisor/disk.h" /* the disk's ports and event encoding */
+#include "hypervisor/hv.h"   /* a hosted VMM's requests to VMApp */
 #include "cpu/isa.h"
 #include "viz/text.h"
 
@@ -411,6 +412,7 @@ typedef struct tmach {
     char resume_words[80], resume_key[64], resume_tip[320];
     int inject; /* and that return delivers an interrupt */
     int hosted; /* a hosted VMM: VMApp does the device I/O in the host world */
+    int vmapp_did; /* a world switch took the next virtual device access to VMApp */
     uint64_t steps;
 } tmach;
 
@@ -846,10 +848,17 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
             snprintf(d->hw, sizeof d->hw, "%s\\nport 0x%x", dev, e->x);
         else
             snprintf(d->hw, sizeof d->hw, "port 0x%x", e->x);
-        if (e->kind == EV_HV_IO && ms->hosted && e->x != PORT_TIMER) {
-            /* the host OS touched the device for VMApp: the VMM only completes the access */
+        if (e->kind == EV_HV_IO && ms->hosted) {
+            /* hosted: the hardware lane is the host machine's; the VMM only
+             * completes an access the host OS did for VMApp, answers a
+             * cheap register itself, or hands a disk request to VMApp
+             * (the world switch that follows) */
             d->act = ACT_NOTE;
-            cat(d->words, sizeof d->words, " (done by VMApp)");
+            cat(d->words, sizeof d->words,
+                ms->vmapp_did                        ? " (done by VMApp)"
+                : e->a && e->x == DISK_PORT_CMD     ? " (a request for VMApp)"
+                                                    : " (in the VMM)");
+            ms->vmapp_did = 0;
         }
         break;
     }
@@ -951,7 +960,10 @@ static void describe(tmodel *t, tmach *ms, const cpu_stamped *s, const struct tr
         break;
     case EV_HV_TO_HOST:
         snprintf(d->words, sizeof d->words, "world switch to the host\n(VMApp: %s)",
-                 e->a == 1 ? "console write" : "device");
+                 e->a == 1                   ? "console write"
+                 : e->a != HV_REQ_DISK       ? "device"
+                 : (e->b & 3) == DISK_CMD_WRITE ? "disk write()"
+                                             : "disk read()");
         copy(d->key, sizeof d->key, "world switch to the host");
         break;
     case EV_HV_TO_VMM:
@@ -990,7 +1002,8 @@ static void trap_rule(tmodel *t, tmach *ms, const struct trans_rule *r, const cp
     if (e->kind >= EV_VMEXIT && e->kind != EV_ASPACE) ms->hv = 1; /* VM exits, entries, EV_HV_* */
     if (e->kind == EV_VMENTRY) ms->vm = (int)e->x;
     if (e->kind == EV_HV_VMRUN) ms->vm = e->a;
-    if (e->kind == EV_HV_TO_HOST) ms->hosted = 1;
+    if (e->kind == EV_HV_TO_HOST || e->kind == EV_HV_TO_VMM) ms->hosted = 1;
+    if (e->kind == EV_HV_TO_HOST) ms->vmapp_did = e->a != HV_REQ_DISK; /* the access comes after */
     tdesc d;
     describe(t, ms, s, r, &d);
     int mode_lane = lane_of_mode(t, ms, e->mode);

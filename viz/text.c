@@ -354,8 +354,13 @@ void viz_event_text(const cpu_stamped *s, char *buf, size_t len) {
         break;
     case EV_HV_PCPU: snprintf(buf, len, "   hv: physical CPU %d takes its turn", e->a); break;
     case EV_HV_TO_HOST:
-        snprintf(buf, len, "   hv: world switch to the host: VMApp does vm %d's %s (port 0x%x)", (int)e->x,
-                 e->a == 1 ? "console write" : "device access", e->y);
+        if (e->a == HV_REQ_DISK)
+            snprintf(buf, len, "   hv: world switch to the host: VMApp does vm %d's disk %s, %d sector%s at %u",
+                     (int)e->x, (e->b & 3) == DISK_CMD_WRITE ? "write()" : "read()", (e->b >> 2) + 1,
+                     e->b >> 2 ? "s" : "", e->y);
+        else
+            snprintf(buf, len, "   hv: world switch to the host: VMApp does vm %d's %s (port 0x%x)", (int)e->x,
+                     e->a == 1 ? "console write" : "device access", e->y);
         break;
     case EV_HV_TO_VMM:
         if (e->x == 0xffffffffu)
