@@ -41,6 +41,13 @@ blockdev *blockdev_open_raw(const char *path, int writable, char *err, size_t er
  * path exists.  0, or -1 with a message. */
 int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t errlen);
 
+/* Create the file `path` whole or not at all: fill(ud, fd) writes it under
+ * a temporary name in the same folder (0 on success), then it is synced and
+ * linked into place; an existing file is never replaced.  0, or -1 with a
+ * message in err.  (Raw images and copy-on-write overlays are made so.) */
+int blockdev_create_file(const char *path, int (*fill)(void *ud, int fd), void *ud, char *err,
+                         size_t errlen);
+
 static inline int blockdev_read(blockdev *d, uint32_t lba, uint32_t count, void *buf) {
     return d->read(d, lba, count, buf);
 }

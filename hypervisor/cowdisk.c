@@ -448,6 +448,20 @@ static void cowdisk_close(blockdev *d) {
 
 /* ---- create and open ----------------------------------------------------- */
 
+/* A new overlay file: the header, then a sparse, all-zero map up to the data area. */
+struct new_overlay {
+    uint32_t sectors;
+    const geometry *g;
+};
+
+static int write_new_overlay(void *ud, int fd) {
+    const struct new_overlay *n = ud;
+    uint8_t h[SECTOR];
+    header_encode(h, n->sectors, n->g, 0);
+    if (pwrite(fd, h, SECTOR, 0) != (ssize_t)SECTOR) return -1;
+    return ftruncate(fd, (off_t)n->g->first_data * n->g->cs * SECTOR);
+}
+
 int cowdisk_create(const char *overlay_path, blockdev *base, uint32_t cluster_sectors, char *err,
                    size_t errlen) {
     if (!base) {
@@ -458,35 +472,8 @@ int cowdisk_create(const char *overlay_path, blockdev *base, uint32_t cluster_se
     if (geometry_of(base->sectors, cluster_sectors ? cluster_sectors : COWDISK_DEFAULT_CLUSTER, &g,
                     err, errlen) != 0)
         return -1;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", overlay_path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "path too long");
-        return -1;
-    }
-    struct stat st;
-    if (lstat(overlay_path, &st) == 0) {
-        snprintf(err, errlen, "'%s' exists already", overlay_path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create '%s': %s", overlay_path, strerror(errno));
-        return -1;
-    }
-    uint8_t h[SECTOR];
-    header_encode(h, base->sectors, &g, 0);
-    /* the header, then a sparse, all-zero map up to the data area */
-    int ok = pwrite(fd, h, SECTOR, 0) == (ssize_t)SECTOR &&
-             ftruncate(fd, (off_t)g.first_data * g.cs * SECTOR) == 0 && fsync(fd) == 0;
-    ok &= close(fd) == 0;
-    /* link() fails if the name appeared meanwhile: never replace a file */
-    if (!ok || link(tmp, overlay_path) != 0) {
-        snprintf(err, errlen, "cannot create '%s': %s", overlay_path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    unlink(tmp);
-    return 0;
+    struct new_overlay n = {base->sectors, &g};
+    return blockdev_create_file(overlay_path, write_new_overlay, &n, err, errlen);
 }
 
 /* Check the header against the base; fills g and flags. */

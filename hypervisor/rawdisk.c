@@ -101,11 +101,8 @@ blockdev *blockdev_open_raw(const char *path, int writable, char *err, size_t er
     return &r->dev;
 }
 
-int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t errlen) {
-    if (sectors == 0) {
-        snprintf(err, errlen, "a disk needs at least one sector");
-        return -1;
-    }
+int blockdev_create_file(const char *path, int (*fill)(void *ud, int fd), void *ud, char *err,
+                         size_t errlen) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path) >= (int)sizeof tmp) {
         snprintf(err, errlen, "path too long");
@@ -121,7 +118,7 @@ int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t er
         snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
         return -1;
     }
-    int ok = ftruncate(fd, (off_t)sectors * BLOCKDEV_SECTOR) == 0 && fsync(fd) == 0;
+    int ok = fill(ud, fd) == 0 && fsync(fd) == 0;
     ok &= close(fd) == 0;
     /* link() fails if path appeared meanwhile: never replace a file */
     if (!ok || link(tmp, path) != 0) {
@@ -131,4 +128,16 @@ int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t er
     }
     unlink(tmp);
     return 0;
+}
+
+static int fill_zeros(void *ud, int fd) { /* a sparse file of zeroed sectors */
+    return ftruncate(fd, (off_t)*(const uint32_t *)ud * BLOCKDEV_SECTOR);
+}
+
+int blockdev_create_raw(const char *path, uint32_t sectors, char *err, size_t errlen) {
+    if (sectors == 0) {
+        snprintf(err, errlen, "a disk needs at least one sector");
+        return -1;
+    }
+    return blockdev_create_file(path, fill_zeros, &sectors, err, errlen);
 }
