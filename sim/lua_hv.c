@@ -70,9 +70,11 @@ static int l_hypervisor(lua_State *L) {
         lua_getfield(L, 1, "cpus");
         if (!lua_isnil(L, -1)) cpus = luaL_checkinteger(L, -1);
         lua_getfield(L, 1, "hosted"); /* true: the guest library's host world; or a file */
-        if (lua_isstring(L, -1)) hosted = lua_tostring(L, -1);
-        else if (lua_toboolean(L, -1)) hosted = "hosted/host.s";
-        else if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        if (lua_type(L, -1) == LUA_TSTRING)
+            hosted = lua_tostring(L, -1);
+        else if (lua_isboolean(L, -1))
+            hosted = lua_toboolean(L, -1) ? "hosted/host.s" : NULL;
+        else if (!lua_isnil(L, -1))
             return luaL_error(L, "hypervisor: hosted must be true, false or a host image file");
         lua_getfield(L, 1, "cheap_in_vmm");
         if (!lua_isnil(L, -1)) cheap = lua_toboolean(L, -1);
@@ -473,8 +475,7 @@ static int vm_index(lua_State *L) {
     } else if (strcmp(k, "parent") == 0) { /* the VM it was cloned from */
         if (vm->parent < 0) lua_pushnil(L);
         else lua_pushinteger(L, vm->parent);
-    }
-    else if (strcmp(k, "paging") == 0) /* how its guest-physical memory is reached */
+    } else if (strcmp(k, "paging") == 0) /* how its guest-physical memory is reached */
         lua_pushstring(L, vm->technique == HV_VTX && !vm->vtx_shadow ? "nested" : "shadow");
     else {
         luaL_getmetafield(L, 1, "__methods");
